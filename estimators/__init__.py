@@ -1,0 +1,25 @@
+"""Proposals q and the numba-compiled Monte Carlo estimators.
+
+Every estimator returns R independent replicate estimates; see DESIGN.md for
+the contract.  ``estimators`` never imports ``bench`` or ``reports``.
+"""
+
+from .elbo import elbo
+from .marginal import importance_sampling, uniform_mc, uniform_proposal
+from .proposals import Bernoulli, Categorical, Gaussian, MultivariateGaussian, Proposal, Uniform
+from .weights import WeightStats, weight_stats
+
+__all__ = [
+    "Gaussian",
+    "MultivariateGaussian",
+    "Categorical",
+    "Bernoulli",
+    "Uniform",
+    "Proposal",
+    "uniform_mc",
+    "uniform_proposal",
+    "importance_sampling",
+    "elbo",
+    "weight_stats",
+    "WeightStats",
+]

@@ -1,0 +1,76 @@
+r"""Streaming reductions of log-weights, in log space.
+
+A block of log-weights :math:`\ell_1..\ell_n` is folded into an accumulator
+
+``acc = [M, S, M2, S2, T]`` with
+:math:`\sum_k w_k = e^{M} S`, :math:`\sum_k w_k^2 = e^{M2} S2`,
+:math:`T = \sum_k \ell_k`,
+
+rescaling whenever the running maximum grows, so nothing overflows: log-weights
+of -1e6 give finite answers and all-zero weights (every :math:`\ell = -\infty`)
+give :math:`M = -\infty, S = 0`, i.e. log 0 = -inf, never NaN.
+"""
+
+import numpy as np
+from numba import njit
+
+NSTATS = 5  # M, S, M2, S2, T
+
+
+@njit(cache=True, inline="always")
+def init_acc(acc):
+    acc[0] = -np.inf
+    acc[1] = 0.0
+    acc[2] = -np.inf
+    acc[3] = 0.0
+    acc[4] = 0.0
+
+
+@njit(cache=True, inline="always")
+def _merge(acc, i, m_new, s_new):
+    """Fold (m_new, s_new) -- a sum e^m_new * s_new -- into acc[i], acc[i+1]."""
+    if m_new == -np.inf:
+        return
+    m_old = acc[i]
+    if m_new > m_old:
+        acc[i + 1] = acc[i + 1] * np.exp(m_old - m_new) + s_new
+        acc[i] = m_new
+    else:
+        acc[i + 1] += s_new * np.exp(m_new - m_old)
+
+
+@njit(cache=True)
+def fold_block(acc, lw, n):
+    """Fold log-weights lw[:n] into the accumulator."""
+    m = -np.inf
+    total = 0.0
+    for k in range(n):
+        total += lw[k]
+        if lw[k] > m:
+            m = lw[k]
+    acc[4] += total
+    if m == -np.inf:
+        return
+    s = 0.0
+    s2 = 0.0
+    for k in range(n):
+        e = np.exp(lw[k] - m)
+        s += e
+        s2 += e * e
+    _merge(acc, 0, m, s)
+    _merge(acc, 2, 2.0 * m, s2)
+
+
+@njit(cache=True)
+def combine(parts, start, stop, out):
+    """Combine accumulators parts[start:stop] in index order into out[:3] =
+    (log sum w, log sum w^2, sum log w)."""
+    acc = np.empty(NSTATS)
+    init_acc(acc)
+    for u in range(start, stop):
+        _merge(acc, 0, parts[u, 0], parts[u, 1])
+        _merge(acc, 2, parts[u, 2], parts[u, 3])
+        acc[4] += parts[u, 4]
+    out[0] = acc[0] + np.log(acc[1]) if acc[1] > 0 else -np.inf
+    out[1] = acc[2] + np.log(acc[3]) if acc[3] > 0 else -np.inf
+    out[2] = acc[4]

@@ -1,0 +1,378 @@
+"""Proposal distributions q(z): frozen, validated at construction.
+
+Every proposal has
+
+* ``params`` -- an unconstrained parameter vector (what gradients are taken
+  with respect to), and ``with_params(theta)`` to build the proposal at
+  another point;
+* ``sample(n, seed)`` -- ``n`` independent draws (NumPy's PCG64, seeded);
+* ``log_prob(z)`` -- vectorised over the leading axes of ``z``;
+* ``reparameterizable`` -- whether a pathwise gradient z = T(eps; params)
+  exists with a support that does not depend on ``params``.
+
+The continuous proposals also expose ``mean``, ``cov`` and ``entropy`` in
+closed form, which is what the exact ELBO/KL of a linear-Gaussian model needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log_expit, softmax
+
+from ._validation import (
+    as_float_array,
+    check_count,
+    check_probabilities,
+    check_seed,
+    cholesky_or_raise,
+)
+
+__all__ = ["Proposal", "Gaussian", "MultivariateGaussian", "Categorical", "Bernoulli", "Uniform"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class Proposal:
+    """Base class: a frozen distribution over the latent z."""
+
+    reparameterizable = False
+    discrete = False
+
+    @property
+    def params(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def with_params(self, theta):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _rng(self, n, seed):
+        return check_count("n", n), np.random.default_rng(check_seed(seed))
+
+    def _check_theta(self, theta):
+        theta = as_float_array("theta", theta, ndim=1, allow_inf=self.discrete)
+        if theta.shape != self.params.shape:
+            raise ValueError(
+                f"theta: expected shape {self.params.shape} for {type(self).__name__}, "
+                f"got {theta.shape}"
+            )
+        return theta
+
+    def _check_z(self, z):
+        z = np.asarray(z)
+        if z.ndim == 0 or z.shape[-1] != self.dim:
+            raise ValueError(f"z: expected trailing dimension {self.dim}, got shape {z.shape}")
+        z = as_float_array("z", z, allow_inf=False)
+        return z
+
+
+# --------------------------------------------------------------------------- continuous
+
+
+class Gaussian(Proposal):
+    r"""Diagonal Gaussian q(z) = N(z; loc, diag(scale^2)).
+
+    ``params = concat(loc, log(scale))``.  Reparameterizable:
+    :math:`z = loc + scale \odot \varepsilon,\ \varepsilon \sim N(0, I)`.
+
+    .. math:: \log q(z) = -\tfrac{d}{2}\log 2\pi - \sum_i \log \sigma_i
+              - \tfrac12 \sum_i \big((z_i - \mu_i)/\sigma_i\big)^2
+    """
+
+    reparameterizable = True
+
+    def __init__(self, loc, scale):
+        loc = np.atleast_1d(as_float_array("loc", loc))
+        if loc.ndim != 1:
+            raise ValueError(f"loc: expected a vector of shape (d,), got {loc.shape}")
+        scale = as_float_array("scale", scale, positive=True)
+        try:
+            scale = np.ascontiguousarray(np.broadcast_to(scale, loc.shape), dtype=np.float64)
+        except ValueError:
+            raise ValueError(f"scale: shape {np.shape(scale)} does not match loc {loc.shape}") from None
+        self.loc, self.scale = loc, scale
+        self.dim = loc.shape[0]
+
+    def __repr__(self):
+        return f"Gaussian(loc={self.loc!r}, scale={self.scale!r})"
+
+    @property
+    def params(self):
+        return np.concatenate([self.loc, np.log(self.scale)])
+
+    def with_params(self, theta):
+        theta = self._check_theta(theta)
+        return Gaussian(theta[: self.dim], np.exp(theta[self.dim :]))
+
+    @property
+    def mean(self):
+        return self.loc.copy()
+
+    @property
+    def cov(self):
+        return np.diag(self.scale**2)
+
+    @property
+    def entropy(self):
+        return 0.5 * self.dim * (1.0 + _LOG_2PI) + float(np.sum(np.log(self.scale)))
+
+    def sample(self, n, seed=0):
+        n, rng = self._rng(n, seed)
+        return self.loc + self.scale * rng.standard_normal((n, self.dim))
+
+    def log_prob(self, z):
+        z = self._check_z(z)
+        eps = (z - self.loc) / self.scale
+        return -0.5 * np.sum(eps**2, axis=-1) - np.sum(np.log(self.scale)) - 0.5 * self.dim * _LOG_2PI
+
+    def _affine(self):
+        """(loc, T, diagonal, base): z = loc + T u, u ~ N(0, I)."""
+        return self.loc, np.diag(self.scale), True, "normal"
+
+
+class MultivariateGaussian(Proposal):
+    r"""Full-covariance Gaussian q(z) = N(z; loc, cov).
+
+    ``params = concat(loc, vech(L~))`` where ``cov = L L^T`` (Cholesky) and
+    ``L~`` is ``L`` with its diagonal replaced by ``log(diag(L))``; ``vech``
+    lists the lower triangle row by row (``numpy.tril_indices`` order).
+    Reparameterizable: :math:`z = loc + L \varepsilon`.
+    """
+
+    reparameterizable = True
+
+    def __init__(self, loc, cov):
+        loc = np.atleast_1d(as_float_array("loc", loc))
+        if loc.ndim != 1:
+            raise ValueError(f"loc: expected a vector of shape (d,), got {loc.shape}")
+        d = loc.shape[0]
+        cov = as_float_array("cov", cov, shape=(d, d))
+        self.loc, self.cov = loc, cov
+        self.chol = cholesky_or_raise("cov", cov)
+        self.dim = d
+        self._tril = np.tril_indices(d)
+
+    def __repr__(self):
+        return f"MultivariateGaussian(loc={self.loc!r}, cov={self.cov!r})"
+
+    @property
+    def params(self):
+        L = self.chol.copy()
+        L[np.diag_indices(self.dim)] = np.log(np.diag(L))
+        return np.concatenate([self.loc, L[self._tril]])
+
+    def with_params(self, theta):
+        theta = self._check_theta(theta)
+        d = self.dim
+        L = np.zeros((d, d))
+        L[self._tril] = theta[d:]
+        L[np.diag_indices(d)] = np.exp(np.diag(L))
+        return MultivariateGaussian(theta[:d], L @ L.T)
+
+    @property
+    def mean(self):
+        return self.loc.copy()
+
+    @property
+    def entropy(self):
+        return 0.5 * self.dim * (1.0 + _LOG_2PI) + float(np.sum(np.log(np.diag(self.chol))))
+
+    def sample(self, n, seed=0):
+        n, rng = self._rng(n, seed)
+        return self.loc + rng.standard_normal((n, self.dim)) @ self.chol.T
+
+    def log_prob(self, z):
+        from scipy.linalg import solve_triangular
+
+        z = self._check_z(z)
+        flat = (z - self.loc).reshape(-1, self.dim)
+        eps = solve_triangular(self.chol, flat.T, lower=True).T
+        out = (
+            -0.5 * np.sum(eps**2, axis=-1)
+            - np.sum(np.log(np.diag(self.chol)))
+            - 0.5 * self.dim * _LOG_2PI
+        )
+        return out.reshape(z.shape[:-1])
+
+    def _affine(self):
+        return self.loc, self.chol, False, "normal"
+
+
+class Uniform(Proposal):
+    r"""Uniform on the box [low, high] (product of intervals): the uniform
+    Monte Carlo proposal for a continuous latent.
+
+    :math:`\log q(z) = -\sum_i \log(high_i - low_i)` inside the box,
+    :math:`-\infty` outside.  ``params = concat(low, high)``.
+
+    Not reparameterizable here: its support moves with ``params``, so the
+    pathwise gradient misses the boundary terms.
+    """
+
+    reparameterizable = False
+
+    def __init__(self, low, high):
+        low = np.atleast_1d(as_float_array("low", low))
+        if low.ndim != 1:
+            raise ValueError(f"low: expected a vector of shape (d,), got {low.shape}")
+        high = np.atleast_1d(as_float_array("high", high))
+        if high.shape != low.shape:
+            raise ValueError(f"high: shape {high.shape} does not match low {low.shape}")
+        if not (high > low).all():
+            raise ValueError("high: every entry must exceed the matching entry of low")
+        self.low, self.high = low, high
+        self.dim = low.shape[0]
+
+    def __repr__(self):
+        return f"Uniform(low={self.low!r}, high={self.high!r})"
+
+    @property
+    def params(self):
+        return np.concatenate([self.low, self.high])
+
+    def with_params(self, theta):
+        theta = self._check_theta(theta)
+        return Uniform(theta[: self.dim], theta[self.dim :])
+
+    @property
+    def width(self):
+        return self.high - self.low
+
+    @property
+    def mean(self):
+        return 0.5 * (self.low + self.high)
+
+    @property
+    def cov(self):
+        return np.diag(self.width**2 / 12.0)
+
+    @property
+    def entropy(self):
+        return float(np.sum(np.log(self.width)))
+
+    def sample(self, n, seed=0):
+        n, rng = self._rng(n, seed)
+        return self.low + self.width * rng.random((n, self.dim))
+
+    def log_prob(self, z):
+        z = self._check_z(z)
+        inside = np.all((z >= self.low) & (z <= self.high), axis=-1)
+        return np.where(inside, -self.entropy, -np.inf)
+
+    def _affine(self):
+        return self.low, np.diag(self.width), True, "uniform"
+
+
+# --------------------------------------------------------------------------- discrete
+
+
+class Categorical(Proposal):
+    r"""Categorical q(z = k) = probs[k], k in {0, ..., C-1}.
+
+    ``params = log(probs)`` (logits; -inf for a zero probability), and
+    ``with_params(theta)`` normalises with a softmax.  Not reparameterizable.
+    """
+
+    discrete = True
+
+    def __init__(self, probs):
+        probs = check_probabilities("probs", probs)
+        if probs.ndim != 1:
+            raise ValueError(f"probs: expected a vector of shape (C,), got {probs.shape}")
+        self.probs = probs / probs.sum()
+        self.num_categories = probs.shape[0]
+        self.dim = 1
+
+    def __repr__(self):
+        return f"Categorical(probs={self.probs!r})"
+
+    @property
+    def params(self):
+        with np.errstate(divide="ignore"):
+            return np.log(self.probs)
+
+    @property
+    def log_probs(self):
+        return self.params
+
+    def with_params(self, theta):
+        theta = self._check_theta(theta)
+        if np.isposinf(theta).any() or np.isneginf(theta).all():
+            raise ValueError("theta: logits must be < +inf and not all -inf")
+        return Categorical(softmax(theta))
+
+    @property
+    def entropy(self):
+        p = self.probs[self.probs > 0]
+        return float(-np.sum(p * np.log(p)))
+
+    def sample(self, n, seed=0):
+        n, rng = self._rng(n, seed)
+        return rng.choice(self.num_categories, size=n, p=self.probs)
+
+    def log_prob(self, z):
+        z = np.asarray(z)
+        if not np.issubdtype(z.dtype, np.integer):
+            if np.issubdtype(z.dtype, np.floating) and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
+                z = z.astype(np.int64)
+            else:
+                raise ValueError(f"z: expected integer category indices, got dtype {z.dtype}")
+        if (z < 0).any() or (z >= self.num_categories).any():
+            raise ValueError(f"z: category indices must lie in [0, {self.num_categories})")
+        return self.log_probs[z]
+
+
+class Bernoulli(Proposal):
+    r"""Independent bits: q(z) = prod_j probs_j^{z_j} (1 - probs_j)^{1 - z_j}.
+
+    ``params = logit(probs)`` (+-inf for a probability of exactly 1 or 0).
+    ``sample`` returns an ``int8`` array of shape (n, m).  Not
+    reparameterizable.
+    """
+
+    discrete = True
+
+    def __init__(self, probs):
+        probs = np.atleast_1d(check_probabilities("probs", probs, sum_to_one=False))
+        if probs.ndim != 1:
+            raise ValueError(f"probs: expected a vector of shape (m,), got {probs.shape}")
+        self.probs = probs
+        self.dim = probs.shape[0]
+
+    def __repr__(self):
+        return f"Bernoulli(probs={self.probs!r})"
+
+    @property
+    def params(self):
+        with np.errstate(divide="ignore"):
+            return np.log(self.probs) - np.log1p(-self.probs)
+
+    def with_params(self, theta):
+        theta = self._check_theta(theta)
+        return Bernoulli(expit(theta))
+
+    @property
+    def entropy(self):
+        p = self.probs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            h = -(np.where(p > 0, p * np.log(p), 0.0) + np.where(p < 1, (1 - p) * np.log1p(-p), 0.0))
+        return float(np.sum(h))
+
+    def sample(self, n, seed=0):
+        n, rng = self._rng(n, seed)
+        return (rng.random((n, self.dim)) < self.probs).astype(np.int8)
+
+    def log_prob(self, z):
+        z = np.asarray(z)
+        if z.ndim == 0 or z.shape[-1] != self.dim:
+            raise ValueError(f"z: expected trailing dimension {self.dim}, got shape {z.shape}")
+        if not np.isin(z, (0, 1)).all():
+            raise ValueError("z: entries must be 0 or 1")
+        z = z.astype(np.float64)
+        theta = self.params
+        # log q = z log p + (1 - z) log(1 - p), written stably in the logits,
+        # with 0 * (-inf) taken as 0 for probabilities of exactly 0 or 1.
+        with np.errstate(invalid="ignore"):
+            on = np.where(z > 0, log_expit(theta), 0.0)
+            off = np.where(z < 1, log_expit(-theta), 0.0)
+        return np.sum(on + off, axis=-1)
+

@@ -1,0 +1,83 @@
+r"""Importance weights :math:`w_k = p(x, z_k) / q(z_k)`, :math:`z_k \sim q`,
+reduced in log space by the compiled driver.
+
+Every estimator of log p(x) and of the ELBO is a function of three sums over
+the K weights of one replicate, which the kernel computes in one pass:
+
+.. math::
+    A = \log \sum_k w_k, \qquad B = \log \sum_k w_k^2, \qquad
+    C = \sum_k \log w_k .
+
+Then :math:`\log \hat p(x) = A - \log K`, :math:`\widehat{\mathrm{ELBO}} = C / K`
+and the effective sample size is :math:`\mathrm{ESS} = e^{2A - B} \in [1, K]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._kernels.driver import log_weight_stats
+from ._targets import block_for
+from ._validation import check_count, check_seed
+
+__all__ = ["WeightStats", "weight_stats", "seed_key"]
+
+
+def seed_key(seed):
+    """The 64-bit key of a seed: SeedSequence(seed)'s first uint64 word."""
+    seed = check_seed(seed)
+    return np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0]
+
+
+def check_problem(p):
+    if not (hasattr(p, "log_joint") and hasattr(p, "obs_dim") and hasattr(p, "latent_dim")):
+        raise ValueError(f"p: expected a problem (problems.LinearGaussian, ...), got {type(p).__name__}")
+    return p
+
+
+def check_call(p, x, K, R, seed):
+    """Validate the arguments every estimator shares; returns (x, K, R, key)."""
+    p = check_problem(p)
+    x = p._check_x(x)
+    return x, check_count("K", K), check_count("R", R), seed_key(seed)
+
+
+@dataclass(frozen=True)
+class WeightStats:
+    """Per-replicate sums of the K importance weights (arrays of shape (R,))."""
+
+    K: int
+    log_sum_w: np.ndarray
+    log_sum_w2: np.ndarray
+    sum_log_w: np.ndarray
+
+    @property
+    def log_p_hat(self):
+        """log (1/K) sum_k w_k."""
+        return self.log_sum_w - np.log(self.K)
+
+    @property
+    def elbo(self):
+        """(1/K) sum_k log w_k."""
+        return self.sum_log_w / self.K
+
+    @property
+    def ess(self):
+        """(sum w)^2 / sum w^2, in [1, K]; NaN where every weight is zero."""
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isfinite(self.log_sum_w), np.exp(2 * self.log_sum_w - self.log_sum_w2), np.nan)
+
+
+def weight_stats(p, x, q, K, R, seed=0):
+    """The sums A, B, C above for R independent replicates of K draws from q.
+
+    The same (p, x, q, K, R, seed) gives bit-identical output whatever the
+    number of threads; ``importance_sampling`` and ``elbo`` with the same seed
+    see the same draws.
+    """
+    x, K, R, key = check_call(p, x, K, R, seed)
+    block_fn, args = block_for(p, x, q)
+    out = log_weight_stats(block_fn, args, key, K, R)
+    return WeightStats(K, out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy())

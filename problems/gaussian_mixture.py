@@ -1,0 +1,153 @@
+r"""A finite Gaussian mixture with the component as the latent.
+
+.. math::
+    z \sim \mathrm{Cat}(w), \qquad x \mid z = k \sim N(\mu_k, \Sigma_k)
+
+Everything is exact by enumerating the C components:
+:math:`\log p(x) = \operatorname{logsumexp}_k [\log w_k + \log N(x; \mu_k, \Sigma_k)]`,
+:math:`p(z=k \mid x) = \operatorname{softmax}_k(\log p(x, k))`, and for a
+Categorical q with probabilities :math:`q_k`
+
+.. math::
+    \mathrm{ELBO}(q) = \sum_k q_k [\log p(x, k) - \log q_k], \qquad
+    \mathrm{KL}(q \,\|\, p(z|x)) = \sum_k q_k [\log q_k - \log p(k \mid x)],
+
+with :math:`0 \log 0 = 0`.  With ``params = logits`` the gradient is
+:math:`\partial \mathrm{ELBO}/\partial \eta_j = q_j (f_j - \sum_k q_k f_k)`,
+:math:`f_k = \log p(x,k) - \log q_k`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import solve_triangular
+from scipy.special import log_softmax, logsumexp
+
+from estimators._validation import as_float_array, check_count, check_probabilities, check_seed, cholesky_or_raise
+from estimators.proposals import Categorical
+
+from .base import Problem
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class GaussianMixture(Problem):
+    """z ~ Cat(weights); x | z=k ~ N(means[k], covs[k]).  (C,), (C, D), (C, D, D)."""
+
+    discrete = True
+    latent_dim = 1
+
+    def __init__(self, weights, means, covs):
+        weights = check_probabilities("weights", weights)
+        if weights.ndim != 1:
+            raise ValueError(f"weights: expected shape (C,), got {weights.shape}")
+        C = weights.shape[0]
+        means = as_float_array("means", means, ndim=2)
+        if means.shape[0] != C:
+            raise ValueError(f"means: expected {C} rows (one per weight), got shape {means.shape}")
+        D = means.shape[1]
+        if D < 1:
+            raise ValueError("means: each mean needs at least one coordinate")
+        covs = as_float_array("covs", covs, shape=(C, D, D))
+        self.weights = weights / weights.sum()
+        self.means, self.covs = means, covs
+        self.num_components, self.obs_dim = C, D
+        self._chols = np.stack([cholesky_or_raise(f"covs[{k}]", covs[k]) for k in range(C)])
+        with np.errstate(divide="ignore"):
+            self._log_weights = np.log(self.weights)
+
+    def __repr__(self):
+        return f"GaussianMixture(C={self.num_components}, D={self.obs_dim})"
+
+    @classmethod
+    def random(cls, C, D, seed=0):
+        """A random, well-conditioned instance: Dirichlet(2) weights, means
+        N(0, 3^2 I), covariances A A^T / D + 0.5 I."""
+        C, D = check_count("C", C), check_count("D", D)
+        rng = np.random.default_rng(check_seed(seed))
+        weights = rng.dirichlet(np.full(C, 2.0))
+        means = 3.0 * rng.standard_normal((C, D))
+        A = rng.standard_normal((C, D, D))
+        covs = A @ np.swapaxes(A, 1, 2) / D + 0.5 * np.eye(D)
+        return cls(weights, means, covs)
+
+    # ---- sampling and densities ------------------------------------------
+    def sample(self, n, seed=0):
+        """n observations x ~ p(x), shape (n, D)."""
+        n, rng = self._check_sample_args(n, seed)
+        k = rng.choice(self.num_components, size=n, p=self.weights)
+        eps = rng.standard_normal((n, self.obs_dim))
+        return self.means[k] + np.einsum("nij,nj->ni", self._chols[k], eps)
+
+    def component_log_densities(self, X):
+        """log N(x; mu_k, Sigma_k) for rows of X: shape (n, C)."""
+        out = np.empty((X.shape[0], self.num_components))
+        for k in range(self.num_components):
+            L = self._chols[k]
+            eps = solve_triangular(L, (X - self.means[k]).T, lower=True)
+            out[:, k] = (
+                -0.5 * np.sum(eps**2, axis=0)
+                - np.sum(np.log(np.diag(L)))
+                - 0.5 * self.obs_dim * _LOG_2PI
+            )
+        return out
+
+    def log_joint_table(self, x):
+        """log p(x, z=k) for every k: shape (C,)."""
+        x = self._check_x(x)
+        return self._log_weights + self.component_log_densities(x[None, :])[0]
+
+    def log_joint(self, x, z):
+        """log p(x, z) for integer components z (any shape); x of shape (D,)."""
+        table = self.log_joint_table(x)
+        z = np.asarray(z)
+        if not np.issubdtype(z.dtype, np.integer):
+            if np.issubdtype(z.dtype, np.floating) and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
+                z = z.astype(np.int64)
+            else:
+                raise ValueError(f"z: expected integer component indices, got dtype {z.dtype}")
+        if z.ndim >= 1 and z.shape[-1] == 1 and z.ndim >= 2:
+            z = z[..., 0]
+        if (z < 0).any() or (z >= self.num_components).any():
+            raise ValueError(f"z: component indices must lie in [0, {self.num_components})")
+        return table[z]
+
+    def _log_marginal_rows(self, X):
+        return logsumexp(self._log_weights + self.component_log_densities(X), axis=1)
+
+    def prior(self):
+        """p(z) = Cat(weights)."""
+        return Categorical(self.weights)
+
+    def posterior(self, x):
+        """Exact p(z | x) = softmax_k log p(x, k), as a Categorical."""
+        return Categorical(np.exp(log_softmax(self.log_joint_table(x))))
+
+    # ---- exact variational quantities ------------------------------------
+    def _q_terms(self, x, q, what):
+        q = self._check_q(q, (Categorical,), what)
+        if q.num_categories != self.num_components:
+            raise ValueError(f"q: has {q.num_categories} categories, the mixture has {self.num_components}")
+        return q, self.log_joint_table(x)
+
+    def elbo(self, x, q):
+        """Exact ELBO(q) = sum_k q_k (log p(x,k) - log q_k), by enumeration."""
+        q, table = self._q_terms(x, q, "elbo")
+        support = q.probs > 0
+        return float(np.sum(q.probs[support] * (table[support] - np.log(q.probs[support]))))
+
+    def kl(self, x, q):
+        """Exact KL(q || p(z|x)) = sum_k q_k (log q_k - log p(k|x)), by enumeration."""
+        q, table = self._q_terms(x, q, "kl")
+        log_post = log_softmax(table)
+        support = q.probs > 0
+        return float(np.sum(q.probs[support] * (np.log(q.probs[support]) - log_post[support])))
+
+    def elbo_grad(self, x, q):
+        """Exact d ELBO / d logits: q_j (f_j - sum_k q_k f_k), f = log p(x,.) - log q."""
+        q, table = self._q_terms(x, q, "elbo_grad")
+        support = q.probs > 0
+        f = np.zeros_like(table)
+        f[support] = table[support] - np.log(q.probs[support])
+        mean_f = np.sum(q.probs * f)
+        return q.probs * (f - mean_f)

@@ -1,0 +1,169 @@
+r"""The linear-Gaussian latent model (factor analysis / probabilistic PCA).
+
+.. math::
+    z \sim N(0, I_d), \qquad x \mid z \sim N(W z + b, \operatorname{diag}(\psi))
+
+Everything is closed form:
+
+* marginal  :math:`x \sim N(b,\ W W^T + \Psi)`;
+* posterior :math:`z \mid x \sim N(\mu, \Sigma)` with
+  :math:`\Sigma = (I + W^T \Psi^{-1} W)^{-1}`,
+  :math:`\mu = \Sigma W^T \Psi^{-1} (x - b)`;
+* for any q with mean m, covariance S and entropy H (Gaussian, full
+  Gaussian, uniform box), because log p(x, z) is quadratic in z,
+
+  .. math::
+      \mathrm{ELBO}(q) = -\tfrac{d}{2}\log 2\pi - \tfrac12(\operatorname{tr}S + m^T m)
+          - \tfrac12\sum_i \log(2\pi\psi_i)
+          - \tfrac12\big[r^T \Psi^{-1} r + \operatorname{tr}(\Psi^{-1} W S W^T)\big] + H(q),
+      \quad r = x - b - W m;
+
+* :math:`\mathrm{KL}(q\,\|\,p(z|x)) = -H(q) + \tfrac12\big[d\log 2\pi + \log|\Sigma|
+  + \operatorname{tr}(\Sigma^{-1} S) + (m-\mu)^T \Sigma^{-1} (m-\mu)\big]`,
+  computed from the posterior alone (never from ``elbo`` or ``log_marginal``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import cho_solve, solve_triangular
+
+from estimators._validation import as_float_array, check_count, check_seed
+from estimators.proposals import Gaussian, MultivariateGaussian, Uniform
+
+from .base import Problem
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+class LinearGaussian(Problem):
+    """z ~ N(0, I_d); x | z ~ N(W z + b, diag(psi)).  W (D, d), b (D,), psi (D,)."""
+
+    discrete = False
+
+    def __init__(self, W, b, psi):
+        W = as_float_array("W", W, ndim=2)
+        D, d = W.shape
+        if D < 1 or d < 1:
+            raise ValueError(f"W: expected a non-empty (D, d) matrix, got shape {W.shape}")
+        self.W = W
+        self.b = as_float_array("b", b, shape=(D,))
+        self.psi = as_float_array("psi", psi, shape=(D,), positive=True)
+        self.obs_dim, self.latent_dim = D, d
+        # Posterior precision P = I + W^T Psi^-1 W (independent of x), its
+        # Cholesky factor, and the marginal covariance's Cholesky factor.
+        Wt_psi = W.T / self.psi
+        self._post_precision = np.eye(d) + Wt_psi @ W
+        self._post_precision_chol = np.linalg.cholesky(self._post_precision)
+        self._post_cov = cho_solve((self._post_precision_chol, True), np.eye(d))
+        self._marg_chol = np.linalg.cholesky(W @ W.T + np.diag(self.psi))
+
+    def __repr__(self):
+        return f"LinearGaussian(D={self.obs_dim}, d={self.latent_dim})"
+
+    @classmethod
+    def random(cls, D, d, seed=0):
+        """A random, well-conditioned instance: W with entries N(0, 1/d),
+        b ~ N(0, 1), psi ~ U(0.5, 1.5)."""
+        D, d = check_count("D", D), check_count("d", d)
+        rng = np.random.default_rng(check_seed(seed))
+        W = rng.standard_normal((D, d)) / np.sqrt(d)
+        b = rng.standard_normal(D)
+        psi = rng.uniform(0.5, 1.5, size=D)
+        return cls(W, b, psi)
+
+    # ---- sampling and densities ------------------------------------------
+    def sample(self, n, seed=0):
+        """n observations x ~ p(x), shape (n, D)."""
+        n, rng = self._check_sample_args(n, seed)
+        z = rng.standard_normal((n, self.latent_dim))
+        return z @ self.W.T + self.b + np.sqrt(self.psi) * rng.standard_normal((n, self.obs_dim))
+
+    def log_joint(self, x, z):
+        r"""log p(x, z) = log N(z; 0, I) + log N(x; W z + b, diag psi), vectorised
+        over leading axes of z (and of x, broadcast against z)."""
+        x = as_float_array("x", x)
+        z = as_float_array("z", z)
+        if x.ndim == 0 or x.shape[-1] != self.obs_dim:
+            raise ValueError(f"x: expected trailing dimension {self.obs_dim}, got shape {x.shape}")
+        if z.ndim == 0 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z: expected trailing dimension {self.latent_dim}, got shape {z.shape}")
+        log_prior = -0.5 * np.sum(z**2, axis=-1) - 0.5 * self.latent_dim * _LOG_2PI
+        resid = x - (z @ self.W.T + self.b)
+        log_lik = -0.5 * np.sum(resid**2 / self.psi, axis=-1) - 0.5 * np.sum(np.log(2 * np.pi * self.psi))
+        return log_prior + log_lik
+
+    def _log_marginal_rows(self, X):
+        L = self._marg_chol
+        eps = solve_triangular(L, (X - self.b).T, lower=True)
+        return (
+            -0.5 * np.sum(eps**2, axis=0)
+            - np.sum(np.log(np.diag(L)))
+            - 0.5 * self.obs_dim * _LOG_2PI
+        )
+
+    def prior(self):
+        """p(z) = N(0, I_d) as a diagonal Gaussian."""
+        return Gaussian(np.zeros(self.latent_dim), np.ones(self.latent_dim))
+
+    def posterior_mean(self, x):
+        x = self._check_x(x)
+        return self._post_cov @ (self.W.T @ ((x - self.b) / self.psi))
+
+    def posterior(self, x):
+        """Exact p(z | x) = N(mu, Sigma) as a MultivariateGaussian."""
+        return MultivariateGaussian(self.posterior_mean(x), self._post_cov)
+
+    # ---- exact variational quantities ------------------------------------
+    def elbo(self, x, q):
+        """Exact ELBO(q) for q in (Gaussian, MultivariateGaussian, Uniform); see module docstring."""
+        x = self._check_x(x)
+        q = self._check_q(q, (Gaussian, MultivariateGaussian, Uniform), "elbo")
+        m, S = q.mean, q.cov
+        d = self.latent_dim
+        expected_log_prior = -0.5 * d * _LOG_2PI - 0.5 * (np.trace(S) + m @ m)
+        r = x - self.b - self.W @ m
+        WSWt_diag = np.einsum("ij,jk,ik->i", self.W, S, self.W)
+        expected_log_lik = -0.5 * np.sum(np.log(2 * np.pi * self.psi)) - 0.5 * (
+            np.sum(r**2 / self.psi) + np.sum(WSWt_diag / self.psi)
+        )
+        return float(expected_log_prior + expected_log_lik + q.entropy)
+
+    def kl(self, x, q):
+        """Exact KL(q || p(z|x)) from the posterior's moments alone."""
+        x = self._check_x(x)
+        q = self._check_q(q, (Gaussian, MultivariateGaussian, Uniform), "kl")
+        mu = self.posterior_mean(x)
+        P, Lp = self._post_precision, self._post_precision_chol
+        diff = q.mean - mu
+        log_det_sigma = -2.0 * np.sum(np.log(np.diag(Lp)))
+        cross_entropy = 0.5 * (
+            self.latent_dim * _LOG_2PI + log_det_sigma + np.trace(P @ q.cov) + diff @ P @ diff
+        )
+        return float(cross_entropy - q.entropy)
+
+    def elbo_grad(self, x, q):
+        r"""Exact d ELBO / d q.params.
+
+        With :math:`P = I + W^T\Psi^{-1}W` and :math:`g = W^T\Psi^{-1}(x-b)`:
+        :math:`\partial/\partial m = g - P m`,
+        :math:`\partial/\partial S = \tfrac12(S^{-1} - P)`.  For a diagonal
+        Gaussian, :math:`\partial/\partial\log\sigma_i = 1 - P_{ii}\sigma_i^2`;
+        for a MultivariateGaussian, :math:`\partial/\partial L = (S^{-1} - P)L
+        = L^{-T} - P L` on the lower triangle, chained through ``exp`` on the
+        diagonal.
+        """
+        x = self._check_x(x)
+        q = self._check_q(q, (Gaussian, MultivariateGaussian), "elbo_grad")
+        P = self._post_precision
+        g = self.W.T @ ((x - self.b) / self.psi)
+        grad_loc = g - P @ q.loc
+        if isinstance(q, Gaussian):
+            grad_log_scale = 1.0 - np.diag(P) * q.scale**2
+            return np.concatenate([grad_loc, grad_log_scale])
+        L = q.chol
+        d = self.latent_dim
+        grad_L = solve_triangular(L, np.eye(d), lower=True).T - P @ L
+        grad_L = np.tril(grad_L)
+        grad_L[np.diag_indices(d)] *= np.diag(L)
+        return np.concatenate([grad_loc, grad_L[np.tril_indices(d)]])
