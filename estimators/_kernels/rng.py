@@ -7,7 +7,7 @@ for any NUMBA_NUM_THREADS.  (numba's built-in ``np.random.seed`` takes only
 a 32-bit seed, so thousands of chunk seeds would collide; this does not.)
 
 xoshiro256** (Blackman & Vigna 2018) passes BigCrush; doubles take the top 53
-bits.  Normals come from the Box-Muller transform in pairs.
+bits.  Normals come from a 256-layer ziggurat (``fill_normal``).
 """
 
 import numpy as np
@@ -19,7 +19,6 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _S11, _S17, _S45, _S7 = np.uint64(11), np.uint64(17), np.uint64(45), np.uint64(7)
 _TWO_POW_M53 = 1.0 / 9007199254740992.0
-_TWO_PI = 2.0 * np.pi
 
 
 @njit(cache=True, inline="always")
@@ -48,32 +47,99 @@ def seed_state(state, key, replicate, chunk):
         state[0] = _GOLDEN  # the all-zero state is the one xoshiro forbids
 
 
+def _ziggurat_tables(layers=256, r=3.6541528853610088, v=4.92867323399e-3):
+    """Marsaglia & Tsang (2000) tables for ``layers`` strips of area ``v``,
+    scaled for a 52-bit unsigned magnitude (NumPy's layout): accept x = u * w[i]
+    at once when u < k[i]."""
+    m = float(2**52)
+    k = np.zeros(layers, dtype=np.uint64)
+    w = np.zeros(layers)
+    f = np.zeros(layers)
+    dn = tn = r
+    q = v / np.exp(-0.5 * dn * dn)
+    k[0] = np.uint64((dn / q) * m)
+    k[1] = 0
+    w[0] = q / m
+    w[layers - 1] = dn / m
+    f[0] = 1.0
+    f[layers - 1] = np.exp(-0.5 * dn * dn)
+    for i in range(layers - 2, 0, -1):
+        dn = np.sqrt(-2.0 * np.log(v / dn + np.exp(-0.5 * dn * dn)))
+        k[i + 1] = np.uint64((dn / tn) * m)
+        tn = dn
+        f[i] = np.exp(-0.5 * dn * dn)
+        w[i] = dn / m
+    return k, w, f, r
+
+
+_ZIG_K, _ZIG_W, _ZIG_F, _ZIG_R = _ziggurat_tables()
+_ZIG_INV_R = 1.0 / _ZIG_R
+_MASK8 = np.uint64(0xFF)
+_MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
+_ONE, _EIGHT, _NINE = np.uint64(1), np.uint64(8), np.uint64(9)
+
+
+@njit(cache=True, inline="always")
+def _next(s):
+    """xoshiro256** step on the 4-tuple s; returns (output, new state)."""
+    s0, s1, s2, s3 = s
+    result = _rotl(s1 * np.uint64(5), _S7) * _NINE
+    t = s1 << _S17
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, _S45)
+    return result, (s0, s1, s2, s3)
+
+
 @njit(cache=True)
 def fill_uniform(state, out, n):
-    """out[:n] <- U[0, 1) doubles; advances ``state``."""
-    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
+    """out[:n] <- U[0, 1) doubles (top 53 bits of xoshiro256**); advances ``state``."""
+    s = (state[0], state[1], state[2], state[3])
     for i in range(n):
-        result = _rotl(s1 * np.uint64(5), _S7) * np.uint64(9)
-        t = s1 << _S17
-        s2 ^= s0
-        s3 ^= s1
-        s1 ^= s2
-        s0 ^= s3
-        s2 ^= t
-        s3 = _rotl(s3, _S45)
-        out[i] = np.float64(result >> _S11) * _TWO_POW_M53
-    state[0], state[1], state[2], state[3] = s0, s1, s2, s3
+        r, s = _next(s)
+        out[i] = np.float64(np.int64(r >> _S11)) * _TWO_POW_M53
+    state[0], state[1], state[2], state[3] = s
 
 
 @njit(cache=True)
 def fill_normal(state, out, n):
-    """out[:n] <- N(0, 1) by Box-Muller on pairs of uniforms; advances ``state``."""
-    m = (n + 1) // 2
-    u = np.empty(2 * m)
-    fill_uniform(state, u, 2 * m)
-    for j in range(m):
-        radius = np.sqrt(-2.0 * np.log(1.0 - u[2 * j]))  # 1 - u in (0, 1]
-        angle = _TWO_PI * u[2 * j + 1]
-        out[2 * j] = radius * np.cos(angle)
-        if 2 * j + 1 < n:
-            out[2 * j + 1] = radius * np.sin(angle)
+    """out[:n] <- N(0, 1) by the 256-layer ziggurat (Marsaglia & Tsang 2000,
+    NumPy's variant); advances ``state``.
+
+    One 64-bit draw gives the layer (8 bits), the sign (1 bit) and a 52-bit
+    magnitude; about 99% of draws are accepted at once.  The rare wedge and
+    tail draws use further uniforms from the same stream, so the output is a
+    pure function of the initial state."""
+    s = (state[0], state[1], state[2], state[3])
+    for i in range(n):
+        while True:
+            r, s = _next(s)
+            idx = r & _MASK8
+            r = r >> _EIGHT
+            negative = (r & _ONE) == _ONE
+            rabs = (r >> _ONE) & _MASK52
+            x = np.float64(np.int64(rabs)) * _ZIG_W[idx]
+            if negative:
+                x = -x
+            if rabs < _ZIG_K[idx]:
+                break
+            if idx == 0:
+                # the tail beyond R: Marsaglia's exponential rejection
+                while True:
+                    r1, s = _next(s)
+                    r2, s = _next(s)
+                    xx = -_ZIG_INV_R * np.log1p(-np.float64(np.int64(r1 >> _S11)) * _TWO_POW_M53)
+                    yy = -np.log1p(-np.float64(np.int64(r2 >> _S11)) * _TWO_POW_M53)
+                    if yy + yy > xx * xx:
+                        break
+                x = -(_ZIG_R + xx) if ((rabs >> _EIGHT) & _ONE) == _ONE else _ZIG_R + xx
+                break
+            r1, s = _next(s)
+            u = np.float64(np.int64(r1 >> _S11)) * _TWO_POW_M53
+            if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * u + _ZIG_F[idx] < np.exp(-0.5 * x * x):
+                break
+        out[i] = x
+    state[0], state[1], state[2], state[3] = s
