@@ -6,7 +6,16 @@ the contract.  ``estimators`` never imports ``bench`` or ``reports``.
 
 from .elbo import elbo
 from .marginal import importance_sampling, uniform_mc, uniform_proposal
-from .proposals import Bernoulli, Categorical, Gaussian, MultivariateGaussian, Proposal, Uniform
+from .proposals import (
+    Bernoulli,
+    BernoulliMixture,
+    Categorical,
+    Gaussian,
+    MixtureOfGaussians,
+    MultivariateGaussian,
+    Proposal,
+    Uniform,
+)
 from .weights import WeightStats, weight_stats
 
 __all__ = [
@@ -15,6 +24,8 @@ __all__ = [
     "Categorical",
     "Bernoulli",
     "Uniform",
+    "MixtureOfGaussians",
+    "BernoulliMixture",
     "Proposal",
     "uniform_mc",
     "uniform_proposal",

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._kernels import bernoulli_mixture as bernoulli_mixture_kernel
 from ._kernels import categorical as categorical_kernel
 from ._kernels import linear_gaussian as linear_gaussian_kernel
-from .proposals import Categorical, Gaussian, MultivariateGaussian, Proposal, Uniform
+from ._kernels import mixture_prior as mixture_prior_kernel
+from .proposals import Bernoulli, Categorical, Gaussian, MixtureOfGaussians, MultivariateGaussian, Proposal, Uniform
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -64,10 +66,49 @@ def _gaussian_mixture(p, x, q):
     return categorical_kernel.block, (cumulative_probs(q.probs), np.ascontiguousarray(log_w))
 
 
-def _registry():
-    from problems import GaussianMixture, LinearGaussian
+def _mixture_prior(p, x, q):
+    if isinstance(q, (Gaussian, MultivariateGaussian)):
+        loc, T, _, _, _ = affine_proposal_args(q)
+        mixture = (np.ones(1), np.zeros(1), loc.copy(), np.array([T[0, 0]]))
+        normal_base = True
+    elif isinstance(q, MixtureOfGaussians):
+        with np.errstate(divide="ignore"):
+            mixture = (cumulative_probs(q.weights), np.log(q.weights), q.locs, q.scales)
+        normal_base = True
+    elif isinstance(q, Uniform):
+        mixture = (np.ones(1), np.zeros(1), q.low.copy(), q.width.copy())
+        normal_base = False
+    else:
+        raise ValueError(
+            "q: MixturePrior has a continuous 1-D latent; expected Gaussian, "
+            f"MultivariateGaussian, MixtureOfGaussians or Uniform, got {type(q).__name__}"
+        )
+    mixture = tuple(np.ascontiguousarray(a, dtype=np.float64) for a in mixture)
+    target = (float(x[0]), np.ascontiguousarray(p._log_weights), p.locs, p.scales, p.noise)
+    return mixture_prior_kernel.block, (normal_base,) + mixture + target
 
-    return {LinearGaussian: _linear_gaussian, GaussianMixture: _gaussian_mixture}
+
+def _missing_pixels(p, x, q):
+    if not isinstance(q, Bernoulli):
+        raise ValueError(
+            f"q: MissingPixels has a binary latent; expected Bernoulli, got {type(q).__name__}"
+        )
+    with np.errstate(divide="ignore"):
+        log_on, log_off = np.log(q.probs), np.log1p(-q.probs)
+    a = p.observed_log_likelihoods(x)
+    args = (q.probs, log_on, log_off, a, p._lat_on, p._lat_off)
+    return bernoulli_mixture_kernel.block, tuple(np.ascontiguousarray(v, dtype=np.float64) for v in args)
+
+
+def _registry():
+    from problems import GaussianMixture, LinearGaussian, MissingPixels, MixturePrior
+
+    return {
+        LinearGaussian: _linear_gaussian,
+        GaussianMixture: _gaussian_mixture,
+        MixturePrior: _mixture_prior,
+        MissingPixels: _missing_pixels,
+    }
 
 
 def block_for(p, x, q):

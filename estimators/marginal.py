@@ -36,13 +36,16 @@ def uniform_proposal(p, box=None):
     box holds all the posterior mass.
     """
     check_problem(p)
-    if getattr(p, "discrete", False):
+    latent_type = getattr(p, "latent_type", "continuous")
+    if latent_type != "continuous":
         if box is not None:
             raise ValueError("box: only a continuous latent takes a box; this latent is discrete")
-        if hasattr(p, "num_components"):
+        if latent_type == "categorical":
             C = p.num_components
             return Categorical(np.full(C, 1.0 / C))
-        return Bernoulli(np.full(p.latent_dim, 0.5))
+        if latent_type == "binary":
+            return Bernoulli(np.full(p.latent_dim, 0.5))
+        raise ValueError(f"p: unknown latent_type {latent_type!r}")
     if box is None:
         raise ValueError(
             f"box: {type(p).__name__} has a continuous, unbounded latent; uniform Monte Carlo "

@@ -376,3 +376,141 @@ class Bernoulli(Proposal):
             off = np.where(z < 1, log_expit(-theta), 0.0)
         return np.sum(on + off, axis=-1)
 
+
+
+class MixtureOfGaussians(Proposal):
+    r"""A one-dimensional Gaussian mixture q(z) = sum_c w_c N(z; loc_c, scale_c^2).
+
+    The exact posterior of ``problems.MixturePrior`` has this form.
+    ``params = concat(log(weights), locs, log(scales))``.  Not
+    reparameterizable (the component draw is discrete).
+    """
+
+    def __init__(self, weights, locs, scales):
+        weights = check_probabilities("weights", weights)
+        if weights.ndim != 1:
+            raise ValueError(f"weights: expected a vector of shape (C,), got {weights.shape}")
+        C = weights.shape[0]
+        self.weights = weights / weights.sum()
+        self.locs = as_float_array("locs", locs, shape=(C,))
+        self.scales = as_float_array("scales", scales, shape=(C,), positive=True)
+        self.num_components = C
+        self.dim = 1
+
+    def __repr__(self):
+        return f"MixtureOfGaussians(weights={self.weights!r}, locs={self.locs!r}, scales={self.scales!r})"
+
+    @property
+    def params(self):
+        with np.errstate(divide="ignore"):
+            return np.concatenate([np.log(self.weights), self.locs, np.log(self.scales)])
+
+    def _check_theta(self, theta):
+        theta = as_float_array("theta", theta, ndim=1, allow_inf=True)
+        if theta.shape != self.params.shape:
+            raise ValueError(f"theta: expected shape {self.params.shape}, got {theta.shape}")
+        if not np.isfinite(theta[self.num_components :]).all():
+            raise ValueError("theta: locs and log-scales must be finite")
+        return theta
+
+    def with_params(self, theta):
+        theta = self._check_theta(theta)
+        C = self.num_components
+        return MixtureOfGaussians(softmax(theta[:C]), theta[C : 2 * C], np.exp(theta[2 * C :]))
+
+    @property
+    def mean(self):
+        return np.array([np.sum(self.weights * self.locs)])
+
+    @property
+    def cov(self):
+        m = self.mean[0]
+        return np.array([[np.sum(self.weights * (self.scales**2 + (self.locs - m) ** 2))]])
+
+    def sample(self, n, seed=0):
+        n, rng = self._rng(n, seed)
+        c = rng.choice(self.num_components, size=n, p=self.weights)
+        return (self.locs[c] + self.scales[c] * rng.standard_normal(n))[:, None]
+
+    def log_prob(self, z):
+        from scipy.special import logsumexp
+
+        z = self._check_z(z)[..., 0]
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weights)
+        comp = (
+            log_w
+            - np.log(self.scales)
+            - 0.5 * _LOG_2PI
+            - 0.5 * ((z[..., None] - self.locs) / self.scales) ** 2
+        )
+        return logsumexp(comp, axis=-1)
+
+
+__all__ += ["MixtureOfGaussians"]
+
+
+class BernoulliMixture(Proposal):
+    r"""A mixture of independent-bit distributions:
+    q(z) = sum_c w_c prod_j probs[c, j]^{z_j} (1 - probs[c, j])^{1 - z_j}.
+
+    The exact posterior of ``problems.MissingPixels`` has this form.
+    ``params = concat(log(weights), logit(probs).ravel())``.  Not reparameterizable.
+    """
+
+    discrete = True
+
+    def __init__(self, weights, probs):
+        weights = check_probabilities("weights", weights)
+        if weights.ndim != 1:
+            raise ValueError(f"weights: expected a vector of shape (C,), got {weights.shape}")
+        probs = check_probabilities("probs", probs, sum_to_one=False)
+        if probs.ndim != 2 or probs.shape[0] != weights.shape[0]:
+            raise ValueError(f"probs: expected shape ({weights.shape[0]}, m), got {probs.shape}")
+        self.weights = weights / weights.sum()
+        self.probs = probs
+        self.num_components, self.dim = probs.shape
+
+    def __repr__(self):
+        return f"BernoulliMixture(C={self.num_components}, m={self.dim})"
+
+    @property
+    def params(self):
+        with np.errstate(divide="ignore"):
+            logits = np.log(self.probs) - np.log1p(-self.probs)
+            return np.concatenate([np.log(self.weights), logits.ravel()])
+
+    def with_params(self, theta):
+        theta = self._check_theta(theta)
+        C = self.num_components
+        return BernoulliMixture(softmax(theta[:C]), expit(theta[C:]).reshape(C, self.dim))
+
+    @property
+    def marginals(self):
+        """P(z_j = 1) = sum_c w_c probs[c, j]."""
+        return self.weights @ self.probs
+
+    def sample(self, n, seed=0):
+        n, rng = self._rng(n, seed)
+        c = rng.choice(self.num_components, size=n, p=self.weights)
+        return (rng.random((n, self.dim)) < self.probs[c]).astype(np.int8)
+
+    def log_prob(self, z):
+        from scipy.special import logsumexp
+
+        z = np.asarray(z)
+        if z.ndim == 0 or z.shape[-1] != self.dim:
+            raise ValueError(f"z: expected trailing dimension {self.dim}, got shape {z.shape}")
+        if not np.isin(z, (0, 1)).all():
+            raise ValueError("z: entries must be 0 or 1")
+        zf = z.astype(np.float64)
+        with np.errstate(divide="ignore"):
+            log_on, log_off = np.log(self.probs), np.log1p(-self.probs)
+            log_w = np.log(self.weights)
+        # 0 * (-inf) -> 0: a bit that is off never pays log(p) and vice versa
+        on = np.where(zf[..., None, :] > 0, log_on, 0.0)
+        off = np.where(zf[..., None, :] < 1, log_off, 0.0)
+        return logsumexp(log_w + np.sum(on + off, axis=-1), axis=-1)
+
+
+__all__ += ["BernoulliMixture"]

@@ -4,5 +4,7 @@ proposal classes (``estimators.proposals``) to return p(z) and p(z|x)."""
 
 from .gaussian_mixture import GaussianMixture
 from .linear_gaussian import LinearGaussian
+from .missing_pixels import MissingPixels
+from .mixture_prior import MixturePrior
 
-__all__ = ["LinearGaussian", "GaussianMixture"]
+__all__ = ["LinearGaussian", "GaussianMixture", "MixturePrior", "MissingPixels"]

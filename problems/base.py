@@ -18,6 +18,8 @@ class Problem:
     obs_dim: int
     latent_dim: int
     discrete: bool = False
+    #: "continuous" (z in R^d), "categorical" (z in {0..C-1}) or "binary" (z in {0,1}^m)
+    latent_type: str = "continuous"
 
     # ---- input checks ------------------------------------------------------
     def _check_x(self, x, allow_batch=False):

@@ -35,6 +35,7 @@ class GaussianMixture(Problem):
     """z ~ Cat(weights); x | z=k ~ N(means[k], covs[k]).  (C,), (C, D), (C, D, D)."""
 
     discrete = True
+    latent_type = "categorical"
     latent_dim = 1
 
     def __init__(self, weights, means, covs):

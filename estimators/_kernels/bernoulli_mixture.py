@@ -1,0 +1,47 @@
+r"""Log-weights for a binary latent in a Bernoulli-template mixture under an
+independent-bit (Bernoulli) proposal.
+
+:math:`\log w = \operatorname{logsumexp}_c [a_c + \sum_j (z_j \log t_{cj} + (1-z_j)\log(1-t_{cj}))]
+- \sum_j \log q(z_j)`, with :math:`a_c` the component's log weight plus the
+observed pixels' log-likelihood (a constant for fixed x).  Bit j is on when
+u_j < phi_j, so a probability of exactly 0 or 1 never pays log 0.
+"""
+
+import numpy as np
+from numba import njit
+
+from .rng import fill_uniform
+
+
+@njit(cache=True)
+def block(state, lw, n, args):
+    """Block function for ``driver.log_weight_stats``."""
+    phi, log_phi_on, log_phi_off, a, lat_on, lat_off = args
+    C, m = lat_on.shape
+    u = np.empty(m)
+    comp = np.empty(C)
+    for k in range(n):
+        fill_uniform(state, u, m)
+        log_q = 0.0
+        for c in range(C):
+            comp[c] = a[c]
+        for j in range(m):
+            if u[j] < phi[j]:
+                log_q += log_phi_on[j]
+                for c in range(C):
+                    comp[c] += lat_on[c, j]
+            else:
+                log_q += log_phi_off[j]
+                for c in range(C):
+                    comp[c] += lat_off[c, j]
+        top = -np.inf
+        for c in range(C):
+            if comp[c] > top:
+                top = comp[c]
+        if top == -np.inf:
+            lw[k] = -np.inf
+            continue
+        s = 0.0
+        for c in range(C):
+            s += np.exp(comp[c] - top)
+        lw[k] = top + np.log(s) - log_q

@@ -1,0 +1,210 @@
+r"""Binary images from a mixture of Bernoulli templates, with some pixels
+missing: the lecture's "complete the top half of the digit".
+
+.. math::
+    c \sim \mathrm{Cat}(w), \qquad y_i \mid c \sim \mathrm{Bern}(t_{c,i}),\ i = 1..P,
+
+and the latent z is the masked pixels (``latent_mask``; by default the top
+half of an 8 x 8 image), x the rest.  Summing the component out,
+
+.. math::
+    \log p(x, z) = \operatorname{logsumexp}_c \Big[\log w_c
+       + \sum_{i \in \mathrm{obs}} \log \mathrm{Bern}(x_i; t_{ci})
+       + \sum_{j \in \mathrm{lat}} \log \mathrm{Bern}(z_j; t_{cj})\Big],
+
+:math:`\log p(x) = \operatorname{logsumexp}_c [\log w_c + \sum_{\mathrm{obs}} \log
+\mathrm{Bern}(x_i; t_{ci})]` (the latent pixels sum to one), and the posterior
+is the mixture of the latent templates with weights
+:math:`\pi_c \propto w_c \prod_{\mathrm{obs}} \mathrm{Bern}(x_i; t_{ci})`.
+``elbo``, ``kl`` and ``elbo_grad`` of a Bernoulli q enumerate all
+:math:`2^m` completions, so they are exact and refuse m > 20.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_expit, logsumexp
+
+from estimators._validation import as_float_array, check_probabilities
+from estimators.proposals import Bernoulli, BernoulliMixture
+
+from .base import Problem
+from .glyphs import SIZE, digit_templates
+
+MAX_ENUMERATION_BITS = 20
+_ENUM_CHUNK = 1 << 15
+
+
+def _check_bits(name, value, length):
+    arr = np.asarray(value)
+    if arr.ndim == 0 or arr.shape[-1] != length:
+        raise ValueError(f"{name}: expected trailing dimension {length}, got shape {arr.shape}")
+    if not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name}: entries must be 0 or 1")
+    return arr.astype(np.float64)
+
+
+class MissingPixels(Problem):
+    """Bernoulli-template mixture images; latent = masked pixels, observation = the rest.
+
+    templates (C, P) pixel-on probabilities, weights (C,), latent_mask (P,) bool.
+    """
+
+    discrete = True
+    latent_type = "binary"
+
+    def __init__(self, templates, weights, latent_mask):
+        templates = check_probabilities("templates", templates, sum_to_one=False)
+        if templates.ndim != 2:
+            raise ValueError(f"templates: expected shape (C, P), got {templates.shape}")
+        if ((templates <= 0) | (templates >= 1)).any():
+            raise ValueError("templates: probabilities must lie strictly inside (0, 1)")
+        C, P = templates.shape
+        weights = check_probabilities("weights", weights)
+        if weights.shape != (C,):
+            raise ValueError(f"weights: expected shape ({C},), got {weights.shape}")
+        mask = np.asarray(latent_mask)
+        if mask.shape != (P,) or mask.dtype != np.bool_:
+            raise ValueError(f"latent_mask: expected a boolean array of shape ({P},), got {mask.dtype} {mask.shape}")
+        if mask.all() or not mask.any():
+            raise ValueError("latent_mask: must mark some, but not all, pixels as latent")
+        self.templates, self.weights, self.latent_mask = templates, weights / weights.sum(), mask.copy()
+        self.num_components, self.num_pixels = C, P
+        self.latent_dim = int(mask.sum())
+        self.obs_dim = P - self.latent_dim
+        self._log_weights = np.log(self.weights)
+        lat, obs = templates[:, mask], templates[:, ~mask]
+        self._lat_on, self._lat_off = np.log(lat), np.log1p(-lat)
+        self._obs_on, self._obs_off = np.log(obs), np.log1p(-obs)
+
+    def __repr__(self):
+        return f"MissingPixels(C={self.num_components}, P={self.num_pixels}, latent={self.latent_dim})"
+
+    @classmethod
+    def digits(cls, latent_rows=4, on=0.92, off=0.04):
+        """The catalog instance: ten 8 x 8 digit glyphs, equal weights, the top
+        ``latent_rows`` rows missing (4 = the top half, 32 latent bits; use 2
+        for 16 bits, where elbo/kl can enumerate)."""
+        if not 1 <= int(latent_rows) < SIZE:
+            raise ValueError(f"latent_rows: must be in 1..{SIZE - 1}, got {latent_rows}")
+        mask = np.zeros((SIZE, SIZE), dtype=bool)
+        mask[: int(latent_rows)] = True
+        templates = digit_templates(on, off)
+        return cls(templates, np.full(templates.shape[0], 1.0 / templates.shape[0]), mask.ravel())
+
+    # ---- images ---------------------------------------------------------------
+    def image(self, x, z):
+        """The full image (P,) from observed pixels x and a completion z."""
+        img = np.empty(self.num_pixels)
+        img[~self.latent_mask] = x
+        img[self.latent_mask] = z
+        return img
+
+    def split(self, image):
+        """(x, z) from a full image of P pixels."""
+        image = _check_bits("image", image, self.num_pixels)
+        return image[..., ~self.latent_mask], image[..., self.latent_mask]
+
+    def sample_images(self, n, seed=0):
+        """n full images (n, P) and their components (n,)."""
+        n, rng = self._check_sample_args(n, seed)
+        c = rng.choice(self.num_components, size=n, p=self.weights)
+        return (rng.random((n, self.num_pixels)) < self.templates[c]).astype(np.int8), c
+
+    def sample(self, n, seed=0):
+        """n observations x (n, obs_dim): the unmasked pixels of sampled images."""
+        images, _ = self.sample_images(n, seed)
+        return images[:, ~self.latent_mask].astype(np.float64)
+
+    # ---- densities ------------------------------------------------------------
+    def _check_x(self, x, allow_batch=False):
+        x = super()._check_x(x, allow_batch)
+        if not np.isin(x, (0.0, 1.0)).all():
+            raise ValueError("x: observed pixels must be 0 or 1")
+        return x
+
+    def observed_log_likelihoods(self, x):
+        """log w_c + sum_obs log Bern(x_i; t_ci) for each component: (C,)."""
+        x = self._check_x(x)
+        return self._log_weights + self._obs_off.sum(axis=1) + (self._obs_on - self._obs_off) @ x
+
+    def log_joint(self, x, z):
+        """log p(x, z), vectorised over leading axes of z (..., m)."""
+        a = self.observed_log_likelihoods(x)
+        z = _check_bits("z", z, self.latent_dim)
+        comp = a + self._lat_off.sum(axis=1) + z @ (self._lat_on - self._lat_off).T
+        return logsumexp(comp, axis=-1)
+
+    def _log_marginal_rows(self, X):
+        if not np.isin(X, (0.0, 1.0)).all():
+            raise ValueError("x: observed pixels must be 0 or 1")
+        comp = self._log_weights + self._obs_off.sum(axis=1) + X @ (self._obs_on - self._obs_off).T
+        return logsumexp(comp, axis=-1)
+
+    def prior(self):
+        """p(z): the latent pixels' marginal, a mixture of the latent templates."""
+        return BernoulliMixture(self.weights, self.templates[:, self.latent_mask])
+
+    def posterior_component_weights(self, x):
+        """p(c | x) for each template: (C,)."""
+        a = self.observed_log_likelihoods(x)
+        return np.exp(a - logsumexp(a))
+
+    def posterior(self, x):
+        """Exact p(z | x): the latent templates mixed with weights p(c | x)."""
+        return BernoulliMixture(self.posterior_component_weights(x), self.templates[:, self.latent_mask])
+
+    def posterior_marginals(self, x):
+        """P(z_j = 1 | x) for each latent pixel: (m,)."""
+        return self.posterior(x).marginals
+
+    # ---- exact variational quantities by enumeration -------------------------
+    def _enumerate(self, x, q, what):
+        q = self._check_q(q, (Bernoulli,), what)
+        m = self.latent_dim
+        if m > MAX_ENUMERATION_BITS:
+            raise ValueError(
+                f"q: {what} enumerates all 2^{m} completions, which is exact only up to "
+                f"{MAX_ENUMERATION_BITS} latent bits; use fewer latent pixels (e.g. MissingPixels.digits(latent_rows=2))"
+            )
+        a = self.observed_log_likelihoods(x)
+        theta = q.params
+        with np.errstate(invalid="ignore"):
+            q_on, q_off = log_expit(theta), log_expit(-theta)
+        lat_base = self._lat_off.sum(axis=1)
+        lat_diff = (self._lat_on - self._lat_off).T
+        powers = 1 << np.arange(m)
+        for start in range(0, 1 << m, _ENUM_CHUNK):
+            idx = np.arange(start, min(1 << m, start + _ENUM_CHUNK))
+            z = ((idx[:, None] & powers) > 0).astype(np.float64)
+            log_q = np.sum(np.where(z > 0, q_on, 0.0) + np.where(z < 1, q_off, 0.0), axis=1)
+            keep = np.isfinite(log_q)
+            if not keep.any():
+                continue
+            z, log_q = z[keep], log_q[keep]
+            yield z, log_q, logsumexp(a + lat_base + z @ lat_diff, axis=1), a
+
+    def elbo(self, x, q):
+        """Exact ELBO(q) = sum_z q(z) [log p(x, z) - log q(z)] over all 2^m completions."""
+        total = 0.0
+        for _, log_q, log_joint, _ in self._enumerate(x, q, "elbo"):
+            total += float(np.sum(np.exp(log_q) * (log_joint - log_q)))
+        return total
+
+    def kl(self, x, q):
+        """Exact KL(q || p(z|x)) = sum_z q(z) [log q(z) - log p(z|x)], with log p(z|x)
+        from the posterior mixture (not via elbo or log_marginal)."""
+        post = self.posterior(self._check_x(x))
+        total = 0.0
+        for z, log_q, _, _ in self._enumerate(x, q, "kl"):
+            total += float(np.sum(np.exp(log_q) * (log_q - post.log_prob(z))))
+        return total
+
+    def elbo_grad(self, x, q):
+        r"""Exact d ELBO / d logits of a Bernoulli q by enumeration:
+        :math:`\sum_z q(z)\,[\log p(x,z) - \log q(z)]\,(z - \phi)` (the score identity;
+        the derivative of the -log q inside has zero mean)."""
+        grad = np.zeros(self.latent_dim)
+        for z, log_q, log_joint, _ in self._enumerate(x, q, "elbo_grad"):
+            grad += (np.exp(log_q) * (log_joint - log_q)) @ (z - q.probs)
+        return grad
