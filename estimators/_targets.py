@@ -63,7 +63,8 @@ def _gaussian_mixture(p, x, q):
     table = p.log_joint_table(x)
     with np.errstate(divide="ignore"):
         log_w = np.where(q.probs > 0, table - np.log(np.where(q.probs > 0, q.probs, 1.0)), -np.inf)
-    return categorical_kernel.block, (cumulative_probs(q.probs), np.ascontiguousarray(log_w))
+    keep, alias = categorical_kernel.alias_table(q.probs)
+    return categorical_kernel.block, (keep, alias, np.ascontiguousarray(log_w))
 
 
 def _mixture_prior(p, x, q):

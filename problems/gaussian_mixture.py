@@ -82,16 +82,12 @@ class GaussianMixture(Problem):
 
     def component_log_densities(self, X):
         """log N(x; mu_k, Sigma_k) for rows of X: shape (n, C)."""
-        out = np.empty((X.shape[0], self.num_components))
-        for k in range(self.num_components):
-            L = self._chols[k]
-            eps = solve_triangular(L, (X - self.means[k]).T, lower=True)
-            out[:, k] = (
-                -0.5 * np.sum(eps**2, axis=0)
-                - np.sum(np.log(np.diag(L)))
-                - 0.5 * self.obs_dim * _LOG_2PI
-            )
-        return out
+        # one batched triangular solve per component: L_k^{-1} (x - mu_k)
+        resid = X[None, :, :] - self.means[:, None, :]  # (C, n, D)
+        eps = np.linalg.solve(self._chols, np.swapaxes(resid, 1, 2))  # (C, D, n)
+        log_det = np.sum(np.log(np.diagonal(self._chols, axis1=1, axis2=2)), axis=1)  # (C,)
+        out = -0.5 * np.sum(eps**2, axis=1) - log_det[:, None] - 0.5 * self.obs_dim * _LOG_2PI
+        return out.T
 
     def log_joint_table(self, x):
         """log p(x, z=k) for every k: shape (C,)."""
