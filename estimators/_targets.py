@@ -38,7 +38,11 @@ def affine_proposal_args(q):
         log_q_const = -0.5 * q.dim * _LOG_2PI - log_det
     else:
         log_q_const = -log_det
-    return (np.ascontiguousarray(loc), T, bool(diagonal), base == "normal", float(log_q_const))
+    # A copy, so always writeable: a read-only loc (e.g. Uniform from
+    # uniform_proposal's np.broadcast_to at d = 1) is a different numba type
+    # and would compile a second specialization of every kernel.
+    loc = np.array(loc, dtype=np.float64, order="C")
+    return (loc, T, bool(diagonal), base == "normal", float(log_q_const))
 
 
 def _linear_gaussian(p, x, q):
@@ -50,7 +54,7 @@ def _linear_gaussian(p, x, q):
     xb = np.ascontiguousarray(x - p.b)
     inv_psi = np.ascontiguousarray(1.0 / p.psi)
     log_p_const = -0.5 * p.latent_dim * _LOG_2PI - 0.5 * float(np.sum(np.log(2 * np.pi * p.psi)))
-    return linear_gaussian_kernel.block, affine_proposal_args(q) + (xb, p.W, inv_psi, log_p_const)
+    return linear_gaussian_kernel.KIND, affine_proposal_args(q) + (xb, p.W, inv_psi, log_p_const)
 
 
 def _gaussian_mixture(p, x, q):
@@ -64,7 +68,7 @@ def _gaussian_mixture(p, x, q):
     with np.errstate(divide="ignore"):
         log_w = np.where(q.probs > 0, table - np.log(np.where(q.probs > 0, q.probs, 1.0)), -np.inf)
     keep, alias = categorical_kernel.alias_table(q.probs)
-    return categorical_kernel.block, (keep, alias, np.ascontiguousarray(log_w))
+    return categorical_kernel.KIND, (keep, alias, np.ascontiguousarray(log_w))
 
 
 def _mixture_prior(p, x, q):
@@ -86,7 +90,7 @@ def _mixture_prior(p, x, q):
         )
     mixture = tuple(np.ascontiguousarray(a, dtype=np.float64) for a in mixture)
     target = (float(x[0]), np.ascontiguousarray(p._log_weights), p.locs, p.scales, p.noise)
-    return mixture_prior_kernel.block, (normal_base,) + mixture + target
+    return mixture_prior_kernel.KIND, (normal_base,) + mixture + target
 
 
 def _missing_pixels(p, x, q):
@@ -98,7 +102,7 @@ def _missing_pixels(p, x, q):
         log_on, log_off = np.log(q.probs), np.log1p(-q.probs)
     a = p.observed_log_likelihoods(x)
     args = (q.probs, log_on, log_off, a, p._lat_on, p._lat_off)
-    return bernoulli_mixture_kernel.block, tuple(np.ascontiguousarray(v, dtype=np.float64) for v in args)
+    return bernoulli_mixture_kernel.KIND, tuple(np.ascontiguousarray(v, dtype=np.float64) for v in args)
 
 
 def _registry():
@@ -113,7 +117,8 @@ def _registry():
 
 
 def block_for(p, x, q):
-    """(block_fn, args) for the log-weights of q against p at x (both validated)."""
+    """(kind, args): the registered block name and its arguments for the
+    log-weights of q against p at x (both validated)."""
     if not isinstance(q, Proposal):
         raise ValueError(f"q: expected a proposal object (estimators.Gaussian, ...), got {type(q).__name__}")
     for cls, build in _registry().items():

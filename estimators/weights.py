@@ -65,9 +65,14 @@ class WeightStats:
 
     @property
     def ess(self):
-        """(sum w)^2 / sum w^2, in [1, K]; NaN where every weight is zero."""
+        """(sum w)^2 / sum w^2, in [1, K]; NaN where every weight is zero.
+
+        Clipped to [1, K]: the bounds hold exactly (Cauchy-Schwarz), but
+        exp(2A - B) can overshoot them by rounding (e.g. K + 2e-10 for K
+        equal weights at K = 50000)."""
         with np.errstate(invalid="ignore"):
-            return np.where(np.isfinite(self.log_sum_w), np.exp(2 * self.log_sum_w - self.log_sum_w2), np.nan)
+            ess = np.where(np.isfinite(self.log_sum_w), np.exp(2 * self.log_sum_w - self.log_sum_w2), np.nan)
+        return np.clip(ess, 1.0, float(self.K))
 
 
 def weight_stats(p, x, q, K, R, seed=0):
@@ -78,6 +83,6 @@ def weight_stats(p, x, q, K, R, seed=0):
     see the same draws.
     """
     x, K, R, key = check_call(p, x, K, R, seed)
-    block_fn, args = block_for(p, x, q)
-    out = log_weight_stats(block_fn, args, key, K, R)
+    kind, args = block_for(p, x, q)
+    out = log_weight_stats(kind, args, key, K, R)
     return WeightStats(K, out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy())

@@ -10,6 +10,7 @@ u_j < phi_j, so a probability of exactly 0 or 1 never pays log 0.
 import numpy as np
 from numba import njit
 
+from .driver import register_block
 from .rng import fill_uniform
 
 
@@ -45,3 +46,6 @@ def block(state, lw, n, args):
         for c in range(C):
             s += np.exp(comp[c] - top)
         lw[k] = top + np.log(s) - log_q
+
+
+KIND = register_block("bernoulli_mixture", block)

@@ -12,6 +12,7 @@ whatever C.
 import numpy as np
 from numba import njit
 
+from .driver import register_block
 from .rng import fill_uniform
 
 
@@ -54,3 +55,6 @@ def block(state, lw, n, args):
         i = min(int(v), C - 1)
         j = i if v - i < keep[i] else alias[i]
         lw[k] = table[j]
+
+
+KIND = register_block("categorical", block)

@@ -7,9 +7,14 @@ memory does not grow with K.  Per-unit accumulators are then combined per
 replicate in chunk order, so the answer does not depend on which thread ran
 which unit -- nor on whether the units ran in parallel at all.
 
-``block_fn(state, lw, n, args)`` is a problem/proposal-specific njit function
-that draws n latents from q with ``state`` and writes their log-weights
-log p(x, z) - log q(z) into lw[:n].
+A block function ``block(state, lw, n, args)`` is a problem/proposal-specific
+njit function that draws n latents from q with ``state`` and writes their
+log-weights log p(x, z) - log q(z) into lw[:n].  Kernel modules register
+theirs under a name (``register_block``); the drivers take that name as a
+compile-time string literal and ``call_block`` resolves it while numba types
+the code.  (Passing the function itself as an argument works, but numba then
+treats it as a dynamic global and never reuses its cache: every process would
+recompile, and concurrent processes could trip over each other's cache files.)
 
 Launching a ``prange`` loop costs tens of microseconds on an idle machine and
 up to a scheduler quantum on a busy one, so calls with fewer than
@@ -17,8 +22,11 @@ up to a scheduler quantum on a busy one, so calls with fewer than
 (``log_weight_stats_serial``): the same numbers, without the launch.
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
 
 from .reduce import NSTATS, combine, fold_block, init_acc
 from .rng import seed_state
@@ -28,8 +36,38 @@ BLOCK = 256  # samples per scratch block inside a unit
 PARALLEL_MIN_SAMPLES = 1 << 15
 
 
+_BLOCKS = {}
+
+
+def register_block(kind, block):
+    """Make ``block`` callable from the drivers as ``kind`` (a unique name)."""
+    if _BLOCKS.get(kind, block) is not block:
+        raise ValueError(f"kind: a different block is already registered as {kind!r}")
+    _BLOCKS[kind] = block
+    return kind
+
+
+def call_block(kind, state, lw, n, args):
+    """block(state, lw, n, args) of the block registered as ``kind`` (numba only)."""
+    raise NotImplementedError("call_block is resolved inside numba-compiled code only")
+
+
+@overload(call_block)
+def _call_block(kind, state, lw, n, args):
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    if kind.literal_value not in _BLOCKS:
+        raise ValueError(f"kind: no block registered as {kind.literal_value!r}")
+    block = _BLOCKS[kind.literal_value]
+
+    def impl(kind, state, lw, n, args):
+        block(state, lw, n, args)
+
+    return impl
+
+
 @njit(cache=True)
-def run_unit(block_fn, args, key, K, n_chunks, u, parts):
+def run_unit(kind, args, key, K, n_chunks, u, parts):
     """Draw and fold the samples of unit u into parts[u]."""
     r = u // n_chunks
     c = u - r * n_chunks
@@ -43,7 +81,7 @@ def run_unit(block_fn, args, key, K, n_chunks, u, parts):
     i = start
     while i < stop:
         n = min(BLOCK, stop - i)
-        block_fn(state, lw, n, args)
+        call_block(kind, state, lw, n, args)
         fold_block(acc, lw, n)
         i += n
     for j in range(NSTATS):
@@ -59,25 +97,28 @@ def combine_replicates(parts, R, n_chunks):
 
 
 @njit(cache=True, parallel=True)
-def log_weight_stats_parallel(block_fn, args, key, K, R):
+def log_weight_stats_parallel(kind, args, key, K, R):
+    numba.literally(kind)
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, NSTATS))
     for u in prange(R * n_chunks):
-        run_unit(block_fn, args, key, K, n_chunks, u, parts)
+        run_unit(kind, args, key, K, n_chunks, u, parts)
     return combine_replicates(parts, R, n_chunks)
 
 
 @njit(cache=True)
-def log_weight_stats_serial(block_fn, args, key, K, R):
+def log_weight_stats_serial(kind, args, key, K, R):
+    numba.literally(kind)
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, NSTATS))
     for u in range(R * n_chunks):
-        run_unit(block_fn, args, key, K, n_chunks, u, parts)
+        run_unit(kind, args, key, K, n_chunks, u, parts)
     return combine_replicates(parts, R, n_chunks)
 
 
-def log_weight_stats(block_fn, args, key, K, R):
-    """(R, 3) array: log sum_k w_k, log sum_k w_k^2, sum_k log w_k per replicate."""
+def log_weight_stats(kind, args, key, K, R):
+    """(R, 3) array: log sum_k w_k, log sum_k w_k^2, sum_k log w_k per replicate,
+    for the block registered as ``kind``."""
     if K * R < PARALLEL_MIN_SAMPLES or (K + CHUNK - 1) // CHUNK * R < 2:
-        return log_weight_stats_serial(block_fn, args, key, K, R)
-    return log_weight_stats_parallel(block_fn, args, key, K, R)
+        return log_weight_stats_serial(kind, args, key, K, R)
+    return log_weight_stats_parallel(kind, args, key, K, R)

@@ -17,6 +17,7 @@ about the posterior is used, so this is the same work a user's own model costs.
 import numpy as np
 from numba import njit
 
+from .driver import register_block
 from .rng import fill_normal, fill_uniform
 
 # The safe subset of fastmath (DESIGN.md): lets LLVM vectorise the dot-product
@@ -79,3 +80,6 @@ def block(state, lw, n, args):
                 uu += u[k, j] * u[k, j]
             log_q -= 0.5 * uu
         lw[k] -= log_q
+
+
+KIND = register_block("linear_gaussian", block)

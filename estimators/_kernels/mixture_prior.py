@@ -12,6 +12,7 @@ the uniform on [ell_0, ell_0 + tau_0].
 import numpy as np
 from numba import njit
 
+from .driver import register_block
 from .rng import fill_normal, fill_uniform
 
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -63,3 +64,6 @@ def block(state, lw, n, args):
         r = (x - z) / noise
         log_lik = -0.5 * r * r - np.log(noise) - _HALF_LOG_2PI
         lw[k] = _log_mixture(z, p_log_w, p_locs, p_scales) + log_lik - log_q
+
+
+KIND = register_block("mixture_prior", block)
