@@ -54,9 +54,18 @@ class LinearGaussian(Problem):
         # Cholesky factor, and the marginal covariance's Cholesky factor.
         Wt_psi = W.T / self.psi
         self._post_precision = np.eye(d) + Wt_psi @ W
-        self._post_precision_chol = np.linalg.cholesky(self._post_precision)
+        try:
+            self._post_precision_chol = np.linalg.cholesky(self._post_precision)
+            self._marg_chol = np.linalg.cholesky(W @ W.T + np.diag(self.psi))
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                "psi: the model is numerically singular (the marginal covariance W W^T + diag(psi) "
+                f"or the posterior precision is not positive definite in float64; min psi = {self.psi.min():.3g}, "
+                f"max |W| = {np.abs(W).max():.3g})"
+            ) from None
+        if not (np.isfinite(self._post_precision_chol).all() and np.isfinite(self._marg_chol).all()):
+            raise ValueError("psi: the model overflows float64 (psi too small for W's scale)")
         self._post_cov = cho_solve((self._post_precision_chol, True), np.eye(d))
-        self._marg_chol = np.linalg.cholesky(W @ W.T + np.diag(self.psi))
 
     def __repr__(self):
         return f"LinearGaussian(D={self.obs_dim}, d={self.latent_dim})"
@@ -167,3 +176,126 @@ class LinearGaussian(Problem):
         grad_L = np.tril(grad_L)
         grad_L[np.diag_indices(d)] *= np.diag(L)
         return np.concatenate([grad_loc, grad_L[np.tril_indices(d)]])
+
+    # ---- importance-weight variance ----------------------------------------
+    def log_weight_second_moment(self, x, q):
+        r"""Exact :math:`\log \mathbb E_q[w^2]`, :math:`w = p(x, z)/q(z)`, for a
+        Gaussian or MultivariateGaussian q = N(m, S).
+
+        With the posterior :math:`p(z|x) = N(\mu, \Sigma)`, :math:`p(x, z) =
+        p(x) N(z; \mu, \Sigma)`, so
+
+        .. math::
+            \mathbb E_q[w^2] = \int \frac{p(x,z)^2}{q(z)}\,dz
+                = p(x)^2 \int \frac{N(z; \mu, \Sigma)^2}{N(z; m, S)}\,dz .
+
+        The integrand is :math:`\exp(-\tfrac12 Q(z))` times constants with
+        :math:`Q(z) = 2(z-\mu)^T\Sigma^{-1}(z-\mu) - (z-m)^T S^{-1}(z-m)`, a
+        quadratic of precision :math:`A = 2\Sigma^{-1} - S^{-1}
+        = \Sigma^{-1}(2S - \Sigma)S^{-1}`.  The integral is finite iff A is
+        positive definite, i.e. iff :math:`2S - \Sigma` is positive definite
+        (q's covariance more than half the posterior's).  Then, with
+        :math:`\delta = \mu - m`, completing the square (min over z of Q is
+        :math:`-2\delta^T(2S-\Sigma)^{-1}\delta`, by Woodbury) and the Gaussian
+        integral :math:`(2\pi)^{d/2}|A|^{-1/2}` give
+
+        .. math::
+            \log \mathbb E_q[w^2] = 2\log p(x) + \log|S| - \tfrac12\log|\Sigma|
+                - \tfrac12\log|2S - \Sigma| + \delta^T (2S - \Sigma)^{-1}\delta .
+
+        (q = posterior gives :math:`2\log p(x)`: the weight is constant.)
+        Outside that region -- :math:`2S - \Sigma` not positive definite --
+        :math:`\mathbb E_q[w^2]` and hence :math:`\mathrm{Var}_q[w]` are
+        infinite and this returns ``+inf``.
+        """
+        x = self._check_x(x)
+        return float(2.0 * self.log_marginal(x) + self._log_relative_second_moment(x, q))
+
+    def _log_relative_second_moment(self, x, q):
+        """log E_q[(w / p(x))^2] (+inf where infinite); x already checked."""
+        q = self._check_q(q, (Gaussian, MultivariateGaussian), "log_weight_second_moment")
+        S = q.cov
+        Sigma = self._post_cov
+        M = 2.0 * S - Sigma
+        M = 0.5 * (M + M.T)
+        try:
+            L = np.linalg.cholesky(M)
+        except np.linalg.LinAlgError:
+            return float("inf")
+        if not np.all(np.diag(L) > 0):  # pragma: no cover - singular boundary
+            return float("inf")
+        delta = self.posterior_mean(x) - q.mean
+        y = solve_triangular(L, delta, lower=True)
+        _, log_det_S = np.linalg.slogdet(S)
+        log_det_sigma = -2.0 * np.sum(np.log(np.diag(self._post_precision_chol)))
+        log_det_M = 2.0 * np.sum(np.log(np.diag(L)))
+        return float(log_det_S - 0.5 * log_det_sigma - 0.5 * log_det_M + float(y @ y))
+
+    def relative_weight_variance(self, x, q):
+        r""":math:`\mathrm{Var}_q[w] / p(x)^2 = \mathbb E_q[w^2]/p(x)^2 - 1`
+        (``+inf`` where the variance is infinite; see
+        ``log_weight_second_moment``).  It is 0 for q = p(z|x), and the
+        delta-method bias of importance sampling is about minus this over 2K."""
+        x = self._check_x(x)
+        # >= 0 exactly (Jensen: E[w^2] >= E[w]^2 = p^2); rounding can give -1e-17 at q = posterior
+        return max(0.0, float(np.expm1(self._log_relative_second_moment(x, q))))
+
+    def elbo_model_grad(self, x, q):
+        r"""Exact d ELBO / d (W, b, psi) at a fixed q: a dict {"W": (D, d), "b": (D,), "psi": (D,)}.
+
+        q enters only through its mean m and covariance S (Gaussian,
+        MultivariateGaussian or Uniform); with :math:`\bar r = x - b - W m`,
+
+        .. math::
+            \frac{\partial\,\mathrm{ELBO}}{\partial W} = \Psi^{-1}(\bar r m^T - W S), \quad
+            \frac{\partial\,\mathrm{ELBO}}{\partial b} = \Psi^{-1}\bar r, \quad
+            \frac{\partial\,\mathrm{ELBO}}{\partial \psi_i} = -\frac{1}{2\psi_i}
+                + \frac{\bar r_i^2 + (W S W^T)_{ii}}{2\psi_i^2}
+
+        (the derivative in psi itself, not in log psi).
+        """
+        x = self._check_x(x)
+        q = self._check_q(q, (Gaussian, MultivariateGaussian, Uniform), "elbo_model_grad")
+        m, S = q.mean, q.cov
+        r = x - self.b - self.W @ m
+        WSWt_diag = np.einsum("ij,jk,ik->i", self.W, S, self.W)
+        return {
+            "W": (np.outer(r, m) - self.W @ S) / self.psi[:, None],
+            "b": r / self.psi,
+            "psi": -0.5 / self.psi + 0.5 * (r**2 + WSWt_diag) / self.psi**2,
+        }
+
+    @classmethod
+    def ppca_mle(cls, X, d):
+        r"""Closed-form probabilistic-PCA maximum likelihood (Tipping & Bishop 1999).
+
+        For data X (n, D) with mean :math:`\bar x` and covariance
+        :math:`S = \frac1n \sum_i (x_i - \bar x)(x_i - \bar x)^T = U \Lambda U^T`
+        (eigenvalues :math:`\lambda_1 \ge \dots \ge \lambda_D`), the maximum of
+        :math:`\sum_i \log N(x_i; b, W W^T + \sigma^2 I)` over W (D, d), b and an
+        isotropic noise :math:`\sigma^2` is attained at
+
+        .. math::
+            b = \bar x, \quad \sigma^2 = \frac{1}{D-d}\sum_{j>d}\lambda_j, \quad
+            W = U_d(\Lambda_d - \sigma^2 I)^{1/2}
+
+        (unique up to a rotation of W's columns).  Returns that LinearGaussian,
+        with ``psi = sigma^2 * ones(D)``.
+        """
+        X = as_float_array("X", X, ndim=2)
+        n, D = X.shape
+        d = check_count("d", d)
+        if n < 2:
+            raise ValueError(f"X: need at least 2 rows, got {n}")
+        if d >= D:
+            raise ValueError(f"d: must be smaller than the data dimension D={D}, got {d}")
+        mean = X.mean(axis=0)
+        S = (X - mean).T @ (X - mean) / n
+        eigval, eigvec = np.linalg.eigh(S)
+        order = np.argsort(eigval)[::-1]
+        eigval, eigvec = eigval[order], eigvec[:, order]
+        sigma2 = float(np.mean(eigval[d:]))
+        if sigma2 <= 0:
+            raise ValueError("X: the data lie in a d-dimensional subspace; the noise variance would be 0")
+        W = eigvec[:, :d] * np.sqrt(np.maximum(eigval[:d] - sigma2, 0.0))
+        return cls(W, mean, np.full(D, sigma2))
