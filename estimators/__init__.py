@@ -5,6 +5,7 @@ the contract.  ``estimators`` never imports ``bench`` or ``reports``.
 """
 
 from .elbo import elbo
+from .gradients import gradient, iwae_gradient_reference, model_gradient
 from .marginal import importance_sampling, uniform_mc, uniform_proposal
 from .proposals import (
     Bernoulli,
@@ -31,6 +32,9 @@ __all__ = [
     "uniform_proposal",
     "importance_sampling",
     "elbo",
+    "gradient",
+    "model_gradient",
+    "iwae_gradient_reference",
     "weight_stats",
     "WeightStats",
 ]

@@ -6,5 +6,6 @@ from .gaussian_mixture import GaussianMixture
 from .linear_gaussian import LinearGaussian
 from .missing_pixels import MissingPixels
 from .mixture_prior import MixturePrior
+from .rainforth import RainforthLinearGaussian
 
-__all__ = ["LinearGaussian", "GaussianMixture", "MixturePrior", "MissingPixels"]
+__all__ = ["LinearGaussian", "GaussianMixture", "MixturePrior", "MissingPixels", "RainforthLinearGaussian"]

@@ -1,0 +1,390 @@
+r"""The parallel driver of every gradient estimator: one or two streaming passes.
+
+Same layout as ``driver.log_weight_stats``: the R x K samples are cut into
+units (replicate r, chunk c) of at most ``CHUNK`` samples, ``prange`` runs the
+units, each with its own RNG stream ``seed_state(key, r, c)`` and ``BLOCK``-
+sized scratch buffers (memory flat in K), and the per-unit accumulators are
+combined per replicate **in chunk order**, so results are bit-identical for
+any NUMBA_NUM_THREADS.  Because CHUNK, BLOCK, the key and the draw order are
+those of ``driver``, a gradient call sees exactly the draws that
+``estimators.elbo`` / ``importance_sampling`` see with the same seed.
+
+A gradient block function
+
+    ``block_fn(state, n, args, mode, lw, S)``
+
+draws n latents from q with ``state``, writes their log-weights
+:math:`f_k = \log p(x, z_k) - \log q(z_k)` into ``lw[:n]`` and one
+P-vector per sample into ``S[:n, :P]``; ``mode`` says which vector:
+
+* ``SCORE``    -- :math:`\nabla_\phi \log q(z_k)` at fixed z (the score);
+* ``REPARAM``  -- :math:`\nabla_\phi \log w(z(\varepsilon_k, \phi))`, the total
+  pathwise derivative of the log-weight at fixed noise;
+* ``STL``      -- :math:`\partial_z \log w(z_k) \cdot \partial z/\partial\phi`,
+  the pathwise derivative with the score term of log q dropped;
+* ``MODEL``    -- :math:`\nabla_\theta \log p_\theta(x, z_k)`, the gradient in
+  the model's parameters.
+
+Block functions are registered under a name (``register_gradient_block``,
+next to the block) and the drivers take that name as a compile-time string
+literal, resolved by ``call_gradient_block`` while numba types the code --
+the pattern of ``driver.register_block``, and for the same reason: a
+dispatcher passed as an argument makes numba's on-disk cache miss in every
+process.  Adding a latent family is a new block function and one
+``register_gradient_block`` line; nothing here changes.  Calls with fewer than
+``driver.PARALLEL_MIN_SAMPLES`` samples run the same units serially (same
+numbers, no ``prange`` launch).
+
+Pass 1 (``fold_sums``, ``combine_sums``) accumulates, per replicate, with a
+running maximum M of the log-weights (rescaling when it grows, like
+``reduce.py``), the four scalars and those of the four P-vectors the
+estimator asks for (``layout``):
+
+====== ===============================================================
+M      max_k f_k
+S1     sum_k e^{f_k - M}                (so sum_k w_k = e^M S1)
+Srest  S1 without one maximal term     (sum of the others, no cancellation)
+F      sum_k f_k
+sumS   sum_k S_k
+sumFS  sum_k f_k S_k
+G1     sum_k e^{f_k - M} S_k
+G2     sum_k e^{2 (f_k - M)} S_k
+====== ===============================================================
+
+Pass 2 (``add_signals``, ``combine_signals``) regenerates the same samples from the same
+(key, replicate, chunk) streams -- the generator is counter-seeded, so this
+is exact -- and accumulates :math:`\sum_k c_k S_k` with a per-sample learning
+signal :math:`c_k` that needs the pass-1 totals of its replicate
+(leave-one-out baselines, VIMCO).
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
+
+from .driver import BLOCK, CHUNK, PARALLEL_MIN_SAMPLES
+from .rng import seed_state
+
+_GRADIENT_BLOCKS = {}
+
+
+def register_gradient_block(kind, block):
+    """Make ``block`` callable from the gradient drivers as ``kind`` (a unique name)."""
+    if _GRADIENT_BLOCKS.get(kind, block) is not block:
+        raise ValueError(f"kind: a different gradient block is already registered as {kind!r}")
+    _GRADIENT_BLOCKS[kind] = block
+    return kind
+
+
+def call_gradient_block(kind, state, n, args, mode, lw, S):
+    """block(state, n, args, mode, lw, S) of the block registered as ``kind`` (numba only)."""
+    raise NotImplementedError("call_gradient_block is resolved inside numba-compiled code only")
+
+
+@overload(call_gradient_block)
+def _call_gradient_block(kind, state, n, args, mode, lw, S):
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    if kind.literal_value not in _GRADIENT_BLOCKS:
+        raise ValueError(f"kind: no gradient block registered as {kind.literal_value!r}")
+    block = _GRADIENT_BLOCKS[kind.literal_value]
+
+    def impl(kind, state, n, args, mode, lw, S):
+        block(state, n, args, mode, lw, S)
+
+    return impl
+
+
+# what a block function writes per sample
+SCORE = 0
+REPARAM = 1
+STL = 2
+MODEL = 3
+
+# pass-1 layout: four scalars, then those of the P-vectors a call asks for
+I_M, I_S1, I_SREST, I_F = 0, 1, 2, 3
+NSCALAR = 4
+V_S, V_FS, V_G1, V_G2 = 0, 1, 2, 3  # sumS, sumFS, G1, G2
+N_VECTORS = 4
+
+# pass-2 learning signals
+LOO_ELBO = 0
+VIMCO = 1
+
+
+def layout(vectors, P):
+    """(offsets, width) of a pass-1 accumulator holding the scalars and the
+    P-vectors in ``vectors`` (a set of V_* codes): offsets[v] is where vector v
+    starts, or -1 if it is not accumulated.  Only what the estimator needs is
+    accumulated, so the (R, width) result stays small."""
+    offsets = np.full(N_VECTORS, -1, dtype=np.int64)
+    o = NSCALAR
+    for v in sorted(vectors):
+        offsets[v] = o
+        o += P
+    return offsets, o
+
+
+@njit(cache=True)
+def init_sums(acc):
+    acc[:] = 0.0
+    acc[I_M] = -np.inf
+
+
+@njit(cache=True)
+def fold_sums(acc, lw, S, n, P, off):
+    """Fold one block (lw[:n], S[:n]) into a pass-1 accumulator with offsets ``off``."""
+    o_s, o_fs, o_g1, o_g2 = off[V_S], off[V_FS], off[V_G1], off[V_G2]
+    total = 0.0
+    m = -np.inf
+    for k in range(n):
+        total += lw[k]
+        if lw[k] > m:
+            m = lw[k]
+    acc[I_F] += total
+    if o_s >= 0:
+        for k in range(n):
+            for j in range(P):
+                acc[o_s + j] += S[k, j]
+    if o_fs >= 0:
+        for k in range(n):
+            f = lw[k]
+            for j in range(P):
+                acc[o_fs + j] += f * S[k, j]
+    if m == -np.inf:
+        return
+    pending = False
+    if m > acc[I_M]:
+        r = np.exp(acc[I_M] - m)  # 0 when nothing was accumulated yet
+        acc[I_SREST] = acc[I_S1] * r  # every old term is now a non-maximal one
+        acc[I_S1] *= r
+        if o_g1 >= 0:
+            for j in range(P):
+                acc[o_g1 + j] *= r
+        if o_g2 >= 0:
+            r2 = r * r
+            for j in range(P):
+                acc[o_g2 + j] *= r2
+        acc[I_M] = m
+        pending = True  # the new maximum is in this block
+    M = acc[I_M]
+    for k in range(n):
+        f = lw[k]
+        if f == -np.inf:
+            continue
+        e = np.exp(f - M)
+        acc[I_S1] += e
+        if pending and f == M:
+            pending = False
+        else:
+            acc[I_SREST] += e
+        if o_g1 >= 0:
+            for j in range(P):
+                acc[o_g1 + j] += e * S[k, j]
+        if o_g2 >= 0:
+            e2 = e * e
+            for j in range(P):
+                acc[o_g2 + j] += e2 * S[k, j]
+
+
+@njit(cache=True)
+def _merge(acc, part, P, off):
+    """acc <- acc (+) part, the later chunk; both pass-1 accumulators."""
+    acc[I_F] += part[I_F]
+    for v in (V_S, V_FS):
+        o = off[v]
+        if o >= 0:
+            for j in range(o, o + P):
+                acc[j] += part[j]
+    mb = part[I_M]
+    if mb == -np.inf:
+        return
+    ma = acc[I_M]
+    o1, o2 = off[V_G1], off[V_G2]
+    if mb > ma:  # rescale what was accumulated so far to the new maximum
+        r = np.exp(ma - mb)
+        acc[I_SREST] = acc[I_S1] * r + part[I_SREST]
+        acc[I_S1] = acc[I_S1] * r + part[I_S1]
+        if o1 >= 0:
+            for j in range(o1, o1 + P):
+                acc[j] = acc[j] * r + part[j]
+        if o2 >= 0:
+            for j in range(o2, o2 + P):
+                acc[j] = acc[j] * (r * r) + part[j]
+        acc[I_M] = mb
+    else:  # rescale the part
+        r = np.exp(mb - ma)
+        acc[I_SREST] += part[I_S1] * r
+        acc[I_S1] += part[I_S1] * r
+        if o1 >= 0:
+            for j in range(o1, o1 + P):
+                acc[j] += part[j] * r
+        if o2 >= 0:
+            for j in range(o2, o2 + P):
+                acc[j] += part[j] * (r * r)
+
+
+@njit(cache=True)
+def open_unit(key, K, n_chunks, u):
+    """(state, r, start, stop) of unit u: its replicate r, its samples
+    [start, stop) of that replicate, and its freshly seeded RNG state."""
+    r = u // n_chunks
+    c = u - r * n_chunks
+    state = np.empty(4, dtype=np.uint64)
+    seed_state(state, key, r, c)
+    start = c * CHUNK
+    return state, r, start, min(K, start + CHUNK)
+
+
+@njit(cache=True)
+def combine_sums(parts, R, n_chunks, P, off):
+    """(R, width): the units' pass-1 accumulators merged per replicate in chunk order."""
+    if n_chunks == 1:
+        return parts
+    out = np.empty((R, parts.shape[1]))
+    for r in range(R):
+        init_sums(out[r])
+        for c in range(n_chunks):
+            _merge(out[r], parts[r * n_chunks + c], P, off)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _logaddexp(a, b):
+    hi = max(a, b)
+    if hi == -np.inf:
+        return -np.inf
+    return hi + np.log1p(np.exp(min(a, b) - hi))
+
+
+@njit(cache=True)
+def _signal(signal, f, K, tot):
+    r"""Learning signal c_k of a sample with log-weight f, given its replicate's
+    pass-1 totals tot = (M, S1, Srest, F).
+
+    LOO_ELBO: c = (f - mean_{j != k} f_j) / K = (f - F/K) / (K - 1).
+    VIMCO:    c = L - L_{-k} - w~_k, with L = log (1/K) sum_j w_j and
+              L_{-k} = log (1/K) (sum_{j != k} w_j + exp(mean_{j != k} f_j)).
+    """
+    Kf = float(K)
+    if signal == LOO_ELBO:
+        return (f - tot[I_F] / Kf) / (Kf - 1.0)
+    M, S1 = tot[I_M], tot[I_S1]
+    if f == -np.inf:
+        e = 0.0
+        others = S1
+    else:
+        e = np.exp(f - M)
+        others = tot[I_SREST] if f == M else S1 - e
+    log_others = np.log(others) + M if others > 0.0 else -np.inf
+    baseline = (tot[I_F] - f) / (Kf - 1.0)  # mean_{j != k} log w_j
+    # L - L_{-k}; the log K of both cancels
+    return (M + np.log(S1)) - _logaddexp(log_others, baseline) - e / S1
+
+
+@njit(cache=True)
+def add_signals(out, lw, S, n, P, signal, K, tot):
+    """out[:P] += sum_{k<n} c_k S[k] with c_k = _signal(signal, lw[k], K, tot)."""
+    for k in range(n):
+        ck = _signal(signal, lw[k], K, tot)
+        for j in range(P):
+            out[j] += ck * S[k, j]
+
+
+@njit(cache=True)
+def combine_signals(parts, R, n_chunks, P):
+    """(R, P): the units' pass-2 sums added per replicate in chunk order."""
+    if n_chunks == 1:
+        return parts
+    out = np.zeros((R, P))
+    for r in range(R):
+        for c in range(n_chunks):
+            for j in range(P):
+                out[r, j] += parts[r * n_chunks + c, j]
+    return out
+
+
+# --------------------------------------------------------------------------- drivers
+
+
+@njit(cache=True)
+def _sums_unit(kind, args, mode, P, off, key, K, n_chunks, u, acc):
+    state, r, start, stop = open_unit(key, K, n_chunks, u)
+    lw = np.empty(BLOCK)
+    S = np.empty((BLOCK, P))
+    init_sums(acc)
+    for i in range(start, stop, BLOCK):
+        n = min(BLOCK, stop - i)
+        call_gradient_block(kind, state, n, args, mode, lw, S)
+        fold_sums(acc, lw, S, n, P, off)
+
+
+@njit(cache=True, parallel=True)
+def _sums_parallel(kind, args, mode, P, off, width, key, K, R):
+    numba.literally(kind)
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    parts = np.empty((R * n_chunks, width))
+    for u in prange(R * n_chunks):
+        _sums_unit(kind, args, mode, P, off, key, K, n_chunks, u, parts[u])
+    return combine_sums(parts, R, n_chunks, P, off)
+
+
+@njit(cache=True)
+def _sums_serial(kind, args, mode, P, off, width, key, K, R):
+    numba.literally(kind)
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    parts = np.empty((R * n_chunks, width))
+    for u in range(R * n_chunks):
+        _sums_unit(kind, args, mode, P, off, key, K, n_chunks, u, parts[u])
+    return combine_sums(parts, R, n_chunks, P, off)
+
+
+@njit(cache=True)
+def _signals_unit(kind, args, mode, P, key, K, n_chunks, u, signal, totals, out):
+    state, r, start, stop = open_unit(key, K, n_chunks, u)
+    lw = np.empty(BLOCK)
+    S = np.empty((BLOCK, P))
+    out[:] = 0.0
+    for i in range(start, stop, BLOCK):
+        n = min(BLOCK, stop - i)
+        call_gradient_block(kind, state, n, args, mode, lw, S)
+        add_signals(out, lw, S, n, P, signal, K, totals[r])
+
+
+@njit(cache=True, parallel=True)
+def _signals_parallel(kind, args, mode, P, key, K, R, signal, totals):
+    numba.literally(kind)
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    parts = np.empty((R * n_chunks, P))
+    for u in prange(R * n_chunks):
+        _signals_unit(kind, args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
+    return combine_signals(parts, R, n_chunks, P)
+
+
+@njit(cache=True)
+def _signals_serial(kind, args, mode, P, key, K, R, signal, totals):
+    numba.literally(kind)
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    parts = np.empty((R * n_chunks, P))
+    for u in range(R * n_chunks):
+        _signals_unit(kind, args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
+    return combine_signals(parts, R, n_chunks, P)
+
+
+def _serial(K, R):
+    return K * R < PARALLEL_MIN_SAMPLES or (K + CHUNK - 1) // CHUNK * R < 2
+
+
+def gradient_sums(kind, args, mode, P, vectors, key, K, R):
+    """Pass 1: (R, width) accumulators (layout(vectors, P)) for the block ``kind``."""
+    off, width = layout(vectors, P)
+    run = _sums_serial if _serial(K, R) else _sums_parallel
+    return run(kind, args, mode, P, off, width, key, K, R), off
+
+
+def signal_sums(kind, args, mode, P, key, K, R, signal, totals):
+    """Pass 2: (R, P) sums of c_k S_k over the same draws as pass 1."""
+    run = _signals_serial if _serial(K, R) else _signals_parallel
+    return run(kind, args, mode, P, key, K, R, signal, np.ascontiguousarray(totals))
