@@ -463,12 +463,13 @@ def test_serial_and_parallel_drivers_agree(make):
     key = estimators.weights.seed_key(1)
     K, R, P = CHUNK + 5, 3, len(q.params)
     off, width = gd.layout({gd.V_S, gd.V_FS, gd.V_G1, gd.V_G2}, P)
-    a = gd._sums_serial(target.kind, target.args, gd.SCORE, P, off, width, key, K, R)
-    b = gd._sums_parallel(target.kind, target.args, gd.SCORE, P, off, width, key, K, R)
+    args = target.kind(*target.args)
+    a = gd._sums_serial(args, gd.SCORE, P, off, width, key, K, R)
+    b = gd._sums_parallel(args, gd.SCORE, P, off, width, key, K, R)
     np.testing.assert_array_equal(a, b)
     tot = np.ascontiguousarray(a[:, : gd.NSCALAR])
-    a = gd._signals_serial(target.kind, target.args, gd.SCORE, P, key, K, R, gd.VIMCO, tot)
-    b = gd._signals_parallel(target.kind, target.args, gd.SCORE, P, key, K, R, gd.VIMCO, tot)
+    a = gd._signals_serial(args, gd.SCORE, P, key, K, R, gd.VIMCO, tot)
+    b = gd._signals_parallel(args, gd.SCORE, P, key, K, R, gd.VIMCO, tot)
     np.testing.assert_array_equal(a, b)
 
 

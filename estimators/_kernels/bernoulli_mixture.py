@@ -7,6 +7,8 @@ observed pixels' log-likelihood (a constant for fixed x).  Bit j is on when
 u_j < phi_j, so a probability of exactly 0 or 1 never pays log 0.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -48,4 +50,7 @@ def block(state, lw, n, args):
         lw[k] = top + np.log(s) - log_q
 
 
-KIND = register_block("bernoulli_mixture", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+BernoulliMixtureArgs = namedtuple("BernoulliMixtureArgs", "phi log_phi_on log_phi_off a lat_on lat_off")
+KIND = register_block(BernoulliMixtureArgs, block)

@@ -9,6 +9,8 @@ below ``keep[i]`` and takes ``alias[i]`` otherwise -- O(1) and branch-free,
 whatever C.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -57,4 +59,7 @@ def block(state, lw, n, args):
         lw[k] = table[j]
 
 
-KIND = register_block("categorical", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+CategoricalArgs = namedtuple("CategoricalArgs", "keep alias table")
+KIND = register_block(CategoricalArgs, block)

@@ -9,12 +9,13 @@ which unit -- nor on whether the units ran in parallel at all.
 
 A block function ``block(state, lw, n, args)`` is a problem/proposal-specific
 njit function that draws n latents from q with ``state`` and writes their
-log-weights log p(x, z) - log q(z) into lw[:n].  Kernel modules register
-theirs under a name (``register_block``); the drivers take that name as a
-compile-time string literal and ``call_block`` resolves it while numba types
-the code.  (Passing the function itself as an argument works, but numba then
-treats it as a dynamic global and never reuses its cache: every process would
-recompile, and concurrent processes could trip over each other's cache files.)
+log-weights log p(x, z) - log q(z) into lw[:n].  Each kernel module defines the
+namedtuple class of its block's arguments (``Args``) at module level and
+registers the block under it (``register_block``); ``call_block`` resolves the
+block from the arguments' type while numba compiles.  (Passing the function itself makes numba treat it as a
+dynamic global and never reuse its cache; a string name needs
+``numba.literally``, which re-runs a failing compile on every call -- 6 ms.  A
+distinct namedtuple type per kernel costs nothing and caches.)
 
 Launching a ``prange`` loop costs tens of microseconds on an idle machine and
 up to a scheduler quantum on a busy one, so calls with fewer than
@@ -22,7 +23,6 @@ up to a scheduler quantum on a busy one, so calls with fewer than
 (``log_weight_stats_serial``): the same numbers, without the launch.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 from numba.core import types
@@ -39,35 +39,37 @@ PARALLEL_MIN_SAMPLES = 1 << 15
 _BLOCKS = {}
 
 
-def register_block(kind, block):
-    """Make ``block`` callable from the drivers as ``kind`` (a unique name)."""
-    if _BLOCKS.get(kind, block) is not block:
-        raise ValueError(f"kind: a different block is already registered as {kind!r}")
-    _BLOCKS[kind] = block
-    return kind
+def register_block(args_type, block):
+    """Make ``block`` callable from the drivers for arguments of ``args_type``,
+    a namedtuple class defined at a kernel module's top level (numba's cache
+    pickles it by name)."""
+    if _BLOCKS.get(args_type, block) is not block:
+        raise ValueError(f"args_type: a different block is already registered for {args_type!r}")
+    _BLOCKS[args_type] = block
+    return args_type
 
 
-def call_block(kind, state, lw, n, args):
-    """block(state, lw, n, args) of the block registered as ``kind`` (numba only)."""
+def call_block(state, lw, n, args):
+    """block(state, lw, n, args) for the block registered for type(args) (numba only)."""
     raise NotImplementedError("call_block is resolved inside numba-compiled code only")
 
 
 @overload(call_block)
-def _call_block(kind, state, lw, n, args):
-    if not isinstance(kind, types.StringLiteral):
+def _call_block(state, lw, n, args):
+    if not isinstance(args, types.BaseNamedTuple):
         return None
-    if kind.literal_value not in _BLOCKS:
-        raise ValueError(f"kind: no block registered as {kind.literal_value!r}")
-    block = _BLOCKS[kind.literal_value]
+    block = _BLOCKS.get(args.instance_class)
+    if block is None:
+        raise ValueError(f"args: no block registered for {args.instance_class!r}")
 
-    def impl(kind, state, lw, n, args):
+    def impl(state, lw, n, args):
         block(state, lw, n, args)
 
     return impl
 
 
 @njit(cache=True)
-def run_unit(kind, args, key, K, n_chunks, u, parts):
+def run_unit(args, key, K, n_chunks, u, parts):
     """Draw and fold the samples of unit u into parts[u]."""
     r = u // n_chunks
     c = u - r * n_chunks
@@ -81,7 +83,7 @@ def run_unit(kind, args, key, K, n_chunks, u, parts):
     i = start
     while i < stop:
         n = min(BLOCK, stop - i)
-        call_block(kind, state, lw, n, args)
+        call_block(state, lw, n, args)
         fold_block(acc, lw, n)
         i += n
     for j in range(NSTATS):
@@ -97,28 +99,30 @@ def combine_replicates(parts, R, n_chunks):
 
 
 @njit(cache=True, parallel=True)
-def log_weight_stats_parallel(kind, args, key, K, R):
-    numba.literally(kind)
+def log_weight_stats_parallel(args, key, K, R):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, NSTATS))
     for u in prange(R * n_chunks):
-        run_unit(kind, args, key, K, n_chunks, u, parts)
+        run_unit(args, key, K, n_chunks, u, parts)
     return combine_replicates(parts, R, n_chunks)
 
 
 @njit(cache=True)
-def log_weight_stats_serial(kind, args, key, K, R):
-    numba.literally(kind)
+def log_weight_stats_serial(args, key, K, R):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, NSTATS))
     for u in range(R * n_chunks):
-        run_unit(kind, args, key, K, n_chunks, u, parts)
+        run_unit(args, key, K, n_chunks, u, parts)
     return combine_replicates(parts, R, n_chunks)
+
+
+def use_serial(K, R):
+    """Whether a call is small enough to skip the prange launch."""
+    return K * R < PARALLEL_MIN_SAMPLES or (K + CHUNK - 1) // CHUNK * R < 2
 
 
 def log_weight_stats(kind, args, key, K, R):
     """(R, 3) array: log sum_k w_k, log sum_k w_k^2, sum_k log w_k per replicate,
-    for the block registered as ``kind``."""
-    if K * R < PARALLEL_MIN_SAMPLES or (K + CHUNK - 1) // CHUNK * R < 2:
-        return log_weight_stats_serial(kind, args, key, K, R)
-    return log_weight_stats_parallel(kind, args, key, K, R)
+    for the block whose argument type is ``kind`` (a kernel module's ``Args``)."""
+    run = log_weight_stats_serial if use_serial(K, R) else log_weight_stats_parallel
+    return run(kind(*args), key, K, R)

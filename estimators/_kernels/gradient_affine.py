@@ -31,6 +31,8 @@ Draws and log-weights are those of ``linear_gaussian.block`` (same
 ``draw_affine`` and ``log_joint_rows``), so the same seed gives the same z.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -141,4 +143,7 @@ def block(state, n, args, mode, lw, S):
                 o += 1
 
 
-KIND = register_gradient_block("linear_gaussian", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+AffineGradientArgs = namedtuple("AffineGradientArgs", "loc T diagonal normal_base log_q_const xb W inv_psi log_p_const")
+KIND = register_gradient_block(AffineGradientArgs, block)

@@ -12,6 +12,8 @@ u_j < phi_j, m uniforms per sample; keep the two in step --
 :math:`\log w = \operatorname{logsumexp}_c [a_c + \sum_j \log t_{c}(z_j)] - \log q(z)`.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -56,4 +58,7 @@ def block(state, n, args, mode, lw, S):
         lw[k] = top + np.log(s) - log_q
 
 
-KIND = register_gradient_block("bernoulli_mixture", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+BernoulliMixtureGradientArgs = namedtuple("BernoulliMixtureGradientArgs", "phi log_phi_on log_phi_off a lat_on lat_off")
+KIND = register_gradient_block(BernoulliMixtureGradientArgs, block)

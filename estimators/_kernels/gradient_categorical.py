@@ -15,6 +15,8 @@ A new latent family is another block function of this shape,
 ``register_gradient_block`` (``gradient_bernoulli_mixture`` is one).
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -41,4 +43,7 @@ def block(state, n, args, mode, lw, S):
         S[k, c] += 1.0
 
 
-KIND = register_gradient_block("categorical", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+CategoricalGradientArgs = namedtuple("CategoricalGradientArgs", "keep alias table probs")
+KIND = register_gradient_block(CategoricalGradientArgs, block)

@@ -58,40 +58,41 @@ signal :math:`c_k` that needs the pass-1 totals of its replicate
 (leave-one-out baselines, VIMCO).
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from .driver import BLOCK, CHUNK, PARALLEL_MIN_SAMPLES
+from .driver import BLOCK, CHUNK, use_serial
 from .rng import seed_state
 
 _GRADIENT_BLOCKS = {}
 
 
-def register_gradient_block(kind, block):
-    """Make ``block`` callable from the gradient drivers as ``kind`` (a unique name)."""
-    if _GRADIENT_BLOCKS.get(kind, block) is not block:
-        raise ValueError(f"kind: a different gradient block is already registered as {kind!r}")
-    _GRADIENT_BLOCKS[kind] = block
-    return kind
+def register_gradient_block(args_type, block):
+    """Make ``block`` callable from the gradient drivers for arguments of
+    ``args_type``, a namedtuple class defined at a kernel module's top level
+    (see ``driver.register_block`` for why a type, not a name)."""
+    if _GRADIENT_BLOCKS.get(args_type, block) is not block:
+        raise ValueError(f"args_type: a different gradient block is already registered for {args_type!r}")
+    _GRADIENT_BLOCKS[args_type] = block
+    return args_type
 
 
-def call_gradient_block(kind, state, n, args, mode, lw, S):
-    """block(state, n, args, mode, lw, S) of the block registered as ``kind`` (numba only)."""
+def call_gradient_block(state, n, args, mode, lw, S):
+    """block(state, n, args, mode, lw, S) of the block registered for type(args) (numba only)."""
     raise NotImplementedError("call_gradient_block is resolved inside numba-compiled code only")
 
 
 @overload(call_gradient_block)
-def _call_gradient_block(kind, state, n, args, mode, lw, S):
-    if not isinstance(kind, types.StringLiteral):
+def _call_gradient_block(state, n, args, mode, lw, S):
+    if not isinstance(args, types.BaseNamedTuple):
         return None
-    if kind.literal_value not in _GRADIENT_BLOCKS:
-        raise ValueError(f"kind: no gradient block registered as {kind.literal_value!r}")
-    block = _GRADIENT_BLOCKS[kind.literal_value]
+    block = _GRADIENT_BLOCKS.get(args.instance_class)
+    if block is None:
+        raise ValueError(f"args: no gradient block registered for {args.instance_class!r}")
 
-    def impl(kind, state, n, args, mode, lw, S):
+    def impl(state, n, args, mode, lw, S):
         block(state, n, args, mode, lw, S)
 
     return impl
@@ -310,81 +311,73 @@ def combine_signals(parts, R, n_chunks, P):
 
 
 @njit(cache=True)
-def _sums_unit(kind, args, mode, P, off, key, K, n_chunks, u, acc):
+def _sums_unit(args, mode, P, off, key, K, n_chunks, u, acc):
     state, r, start, stop = open_unit(key, K, n_chunks, u)
     lw = np.empty(BLOCK)
     S = np.empty((BLOCK, P))
     init_sums(acc)
     for i in range(start, stop, BLOCK):
         n = min(BLOCK, stop - i)
-        call_gradient_block(kind, state, n, args, mode, lw, S)
+        call_gradient_block(state, n, args, mode, lw, S)
         fold_sums(acc, lw, S, n, P, off)
 
 
 @njit(cache=True, parallel=True)
-def _sums_parallel(kind, args, mode, P, off, width, key, K, R):
-    numba.literally(kind)
+def _sums_parallel(args, mode, P, off, width, key, K, R):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, width))
     for u in prange(R * n_chunks):
-        _sums_unit(kind, args, mode, P, off, key, K, n_chunks, u, parts[u])
+        _sums_unit(args, mode, P, off, key, K, n_chunks, u, parts[u])
     return combine_sums(parts, R, n_chunks, P, off)
 
 
 @njit(cache=True)
-def _sums_serial(kind, args, mode, P, off, width, key, K, R):
-    numba.literally(kind)
+def _sums_serial(args, mode, P, off, width, key, K, R):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, width))
     for u in range(R * n_chunks):
-        _sums_unit(kind, args, mode, P, off, key, K, n_chunks, u, parts[u])
+        _sums_unit(args, mode, P, off, key, K, n_chunks, u, parts[u])
     return combine_sums(parts, R, n_chunks, P, off)
 
 
 @njit(cache=True)
-def _signals_unit(kind, args, mode, P, key, K, n_chunks, u, signal, totals, out):
+def _signals_unit(args, mode, P, key, K, n_chunks, u, signal, totals, out):
     state, r, start, stop = open_unit(key, K, n_chunks, u)
     lw = np.empty(BLOCK)
     S = np.empty((BLOCK, P))
     out[:] = 0.0
     for i in range(start, stop, BLOCK):
         n = min(BLOCK, stop - i)
-        call_gradient_block(kind, state, n, args, mode, lw, S)
+        call_gradient_block(state, n, args, mode, lw, S)
         add_signals(out, lw, S, n, P, signal, K, totals[r])
 
 
 @njit(cache=True, parallel=True)
-def _signals_parallel(kind, args, mode, P, key, K, R, signal, totals):
-    numba.literally(kind)
+def _signals_parallel(args, mode, P, key, K, R, signal, totals):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, P))
     for u in prange(R * n_chunks):
-        _signals_unit(kind, args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
+        _signals_unit(args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
     return combine_signals(parts, R, n_chunks, P)
 
 
 @njit(cache=True)
-def _signals_serial(kind, args, mode, P, key, K, R, signal, totals):
-    numba.literally(kind)
+def _signals_serial(args, mode, P, key, K, R, signal, totals):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, P))
     for u in range(R * n_chunks):
-        _signals_unit(kind, args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
+        _signals_unit(args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
     return combine_signals(parts, R, n_chunks, P)
-
-
-def _serial(K, R):
-    return K * R < PARALLEL_MIN_SAMPLES or (K + CHUNK - 1) // CHUNK * R < 2
 
 
 def gradient_sums(kind, args, mode, P, vectors, key, K, R):
     """Pass 1: (R, width) accumulators (layout(vectors, P)) for the block ``kind``."""
     off, width = layout(vectors, P)
-    run = _sums_serial if _serial(K, R) else _sums_parallel
-    return run(kind, args, mode, P, off, width, key, K, R), off
+    run = _sums_serial if use_serial(K, R) else _sums_parallel
+    return run(kind(*args), mode, P, off, width, key, K, R), off
 
 
 def signal_sums(kind, args, mode, P, key, K, R, signal, totals):
     """Pass 2: (R, P) sums of c_k S_k over the same draws as pass 1."""
-    run = _signals_serial if _serial(K, R) else _signals_parallel
-    return run(kind, args, mode, P, key, K, R, signal, np.ascontiguousarray(totals))
+    run = _signals_serial if use_serial(K, R) else _signals_parallel
+    return run(kind(*args), mode, P, key, K, R, signal, np.ascontiguousarray(totals))

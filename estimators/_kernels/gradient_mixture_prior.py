@@ -15,6 +15,8 @@ one-component q (n uniforms for the component, then n normals; the same
 checks that the log-weights coincide.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -76,4 +78,7 @@ def block(state, n, args, mode, lw, S):
         S[k, 1] = a * eps[k] * scale + const
 
 
-KIND = register_gradient_block("mixture_prior", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+MixturePriorGradientArgs = namedtuple("MixturePriorGradientArgs", "normal_base q_cum q_log_w q_locs q_scales x p_log_w p_locs p_scales noise")
+KIND = register_gradient_block(MixturePriorGradientArgs, block)

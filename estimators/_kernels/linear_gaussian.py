@@ -14,6 +14,8 @@ The log-joint is evaluated as written (a D x d product per sample); nothing
 about the posterior is used, so this is the same work a user's own model costs.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -82,4 +84,7 @@ def block(state, lw, n, args):
         lw[k] -= log_q
 
 
-KIND = register_block("linear_gaussian", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+LinearGaussianArgs = namedtuple("LinearGaussianArgs", "loc T diagonal normal_base log_q_const xb W inv_psi log_p_const")
+KIND = register_block(LinearGaussianArgs, block)

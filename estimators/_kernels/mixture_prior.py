@@ -9,6 +9,8 @@ then :math:`z = \ell_c + \tau_c \varepsilon`), or, with ``normal_base`` false,
 the uniform on [ell_0, ell_0 + tau_0].
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
@@ -66,4 +68,7 @@ def block(state, lw, n, args):
         lw[k] = _log_mixture(z, p_log_w, p_locs, p_scales) + log_lik - log_q
 
 
-KIND = register_block("mixture_prior", block)
+#: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
+#: be the attribute it is bound to: numba's cache pickles it by reference.
+MixturePriorArgs = namedtuple("MixturePriorArgs", "normal_base q_cum q_log_w q_locs q_scales x p_log_w p_locs p_scales noise")
+KIND = register_block(MixturePriorArgs, block)
