@@ -17,6 +17,7 @@ from .proposals import (
     Proposal,
     Uniform,
 )
+from .warm_up import warm_up
 from .weights import WeightStats, weight_stats
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "iwae_gradient_reference",
     "weight_stats",
     "WeightStats",
+    "warm_up",
 ]

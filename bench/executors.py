@@ -1,0 +1,93 @@
+"""How cells are run: executors.
+
+An executor is any object with
+
+    map_unordered(fn, tasks) -> iterator of (index, result)
+
+that calls ``fn(task)`` for every task (``fn`` and the tasks are picklable:
+``fn`` is a module-level function, tasks are frozen dataclasses) and yields
+each result, tagged with the task's index, *as it finishes* -- in any order.
+``bench.run`` stores each finished cell as it arrives, so the order does not
+matter for the results.  An exception in a task propagates out of the
+iterator (cells already finished stay stored).
+
+``LocalExecutor(workers=1)`` runs the cells one after another in this
+process; ``workers > 1`` uses a ``concurrent.futures.ProcessPoolExecutor``
+(spawned processes, each with one numba thread, so the workers do not
+oversubscribe the cores).  A Dask executor only has to implement the same
+method, e.g. with ``client.submit`` and ``distributed.as_completed``
+(issue 7).  Timing columns measured under a parallel executor include the
+contention between workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+__all__ = ["LocalExecutor", "get_executor", "EXECUTORS"]
+
+
+def _init_worker():
+    import numba
+
+    numba.set_num_threads(1)
+
+
+class LocalExecutor:
+    """Sequential (workers = 1) or a local process pool (workers > 1)."""
+
+    def __init__(self, workers=1):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers: must be an integer >= 1, got {workers!r}")
+        self.workers = workers
+
+    def __repr__(self):
+        return f"LocalExecutor(workers={self.workers})"
+
+    def map_unordered(self, fn, tasks):
+        tasks = list(tasks)
+        if self.workers == 1 or len(tasks) <= 1:
+            for i, task in enumerate(tasks):
+                yield i, fn(task)
+            return
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker) as pool:
+            pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        i = pending.pop(fut)
+                        yield i, fut.result()
+            finally:
+                for fut in pending:
+                    fut.cancel()
+
+
+EXECUTORS = {"local": LocalExecutor}
+
+
+def get_executor(executor="local", workers=None):
+    """An executor from a name ("local", "local:<workers>") or an object with
+    ``map_unordered`` (returned as is)."""
+    if hasattr(executor, "map_unordered"):
+        if workers is not None:
+            raise ValueError("workers: give it to the executor object itself")
+        return executor
+    if not isinstance(executor, str):
+        raise ValueError(f"executor: expected a name or an object with map_unordered, got {executor!r}")
+    name, _, count = executor.partition(":")
+    if name not in EXECUTORS:
+        raise ValueError(f"executor: unknown executor {executor!r}; expected one of {sorted(EXECUTORS)}")
+    if count:
+        if workers is not None:
+            raise ValueError(f"workers: given twice ({executor!r} and workers={workers})")
+        try:
+            workers = int(count)
+        except ValueError:
+            raise ValueError(f"executor: worker count in {executor!r} is not an integer") from None
+    if workers == 0:
+        workers = os.cpu_count() or 1
+    return EXECUTORS[name](workers=1 if workers is None else workers)

@@ -1,0 +1,325 @@
+r"""Running a sweep: one cell -> one row of metrics; a sweep -> the tidy table.
+
+Each cell builds its problem and observation from the specification, its q
+from the preset, compiles the kernels it will use with ``estimators.warm_up``
+(both the serial and the parallel variant, at the cost of ~2^15 samples, so
+numba compilation is never inside the timing), times one call of the
+estimator for all R replicates, and summarises the replicates
+with ``bench.metrics``.
+
+Row semantics (one row per cell; NaN where a column does not apply):
+
+* every row: ``log_marginal`` = exact log p(x), ``kl`` = exact KL(q||p(z|x)),
+  ``elbo_exact`` = exact ELBO(q), ``rel_weight_var`` = Var_q[w]/p(x)^2
+  (exact; inf when infinite; NaN when the problem cannot compute it);
+  ``var_log_w``, ``mu4_log_w`` = exact variance and fourth central moment
+  of log w under q (``bench.exact``; NaN where no formula).
+* importance_sampling: ``truth`` = log p(x); mean/bias/variance/mse of
+  log p-hat, each with an SE; ``ratio_bias`` = mean(p-hat/p) - 1 with SE;
+  ``bias_pred`` = -rel_weight_var / (2K), the delta-method prediction of the
+  bias of log p-hat; ``ess`` = mean effective sample size (sum w)^2/sum w^2.
+* elbo: ``truth`` = ELBO(q) (the estimator is unbiased for it at every K);
+  the same columns as above except ratio_bias/bias_pred.
+* gradient: ``truth`` = ||g*||, ``mean`` = ||g-bar||, ``bias`` = ||g-bar - g*||,
+  ``variance`` = tr Cov(g) with SE, ``mse`` = mean ||g_r - g*||^2 with SE;
+  ``snr_median``/``snr_min`` of the per-coordinate |mean|/sd and
+  ``snr_floor`` = sqrt(2/pi)/sqrt(R); ``bias_t_max`` = max_j |t_j| and
+  ``bias_chi2`` = sum_j t_j^2 of the bias t-statistics against g*
+  (elbo: exact ``p.elbo_grad``; iwae: ``estimators.iwae_gradient_reference``
+  with its SE, ``truth_se_max``); ``variance_ratio`` = variance / variance of
+  the "score" method in the same (problem, q, K, objective) (added when the
+  table is assembled).
+* timing: ``seconds`` of the one timed call, ``samples_per_s`` = K R / seconds.
+  Timing is the only part of a row that is not reproducible bit for bit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+import estimators
+
+from . import analysis, exact, metrics, storage
+from .executors import get_executor
+from .presets import make_q
+from .progress import Progress
+from .sweep import Cell, Sweep, cell_seed
+
+__all__ = ["SCHEMA", "TIMING_COLUMNS", "run_cell", "run", "REFERENCE_METHOD", "IWAE_REF_REPLICATES"]
+
+REFERENCE_METHOD = "score"  # variance_ratio is relative to this method
+IWAE_REF_REPLICATES = 20000  # replicates of the iwae reference gradient
+TIMING_COLUMNS = ["seconds", "samples_per_s"]
+
+_STR = ["cell_id", "problem", "family", "problem_params", "q", "q_family", "estimator", "method", "objective"]
+_INT = ["K", "R", "seed", "x_seed", "n_params", "n_nonfinite"]
+_FLOAT = [
+    "log_marginal",
+    "kl",
+    "elbo_exact",
+    "rel_weight_var",
+    "var_log_w",
+    "mu4_log_w",
+    "truth",
+    "mean",
+    "mean_se",
+    "bias",
+    "bias_se",
+    "variance",
+    "variance_se",
+    "mse",
+    "mse_se",
+    "ratio_bias",
+    "ratio_bias_se",
+    "bias_pred",
+    "ess",
+    "ess_se",
+    "snr_median",
+    "snr_min",
+    "snr_floor",
+    "bias_t_max",
+    "bias_chi2",
+    "truth_se_max",
+    "seconds",
+    "samples_per_s",
+]
+SCHEMA = pa.schema(
+    [(c, pa.string()) for c in _STR] + [(c, pa.int64()) for c in _INT] + [(c, pa.float64()) for c in _FLOAT]
+)
+
+
+def _empty_row(cell: Cell):
+    row = {c: math.nan for c in _FLOAT}
+    row.update({c: 0 for c in _INT})
+    row.update(
+        cell_id=cell.cell_id,
+        problem=cell.problem,
+        family=cell.spec.family,
+        problem_params=json.dumps(dict(cell.spec.params), sort_keys=True),
+        q=cell.q,
+        q_family="",
+        estimator=cell.estimator,
+        method=cell.method,
+        objective=cell.objective,
+        K=cell.K,
+        R=cell.R,
+        seed=cell.seed,
+        x_seed=cell.spec.x_seed,
+    )
+    return row
+
+
+def _scalar_metrics(row, est, truth):
+    row["truth"] = truth
+    finite = np.isfinite(est)
+    row["n_nonfinite"] = int(np.size(est) - np.count_nonzero(finite))
+    row["mean"], row["mean_se"] = metrics.mean_se(est)
+    row["bias"], row["bias_se"] = row["mean"] - truth, row["mean_se"]
+    row["variance"], row["variance_se"] = metrics.variance_se(est)
+    row["mse"], row["mse_se"] = metrics.mse_se(est, truth)
+
+
+@functools.lru_cache(maxsize=256)
+def _iwae_reference(spec, q_name, K, ref_seed):
+    p, x = spec.build()
+    q = make_q(p, x, q_name)
+    mean, se = estimators.iwae_gradient_reference(p, x, q, K, R_ref=IWAE_REF_REPLICATES, seed=ref_seed)
+    mean.setflags(write=False)
+    se.setflags(write=False)
+    return mean, se
+
+
+def _gradient_truth(p, x, q, cell: Cell):
+    """(g*, SE of g* or None): the exact ELBO gradient, or for "iwae" the
+    reference of ``estimators.iwae_gradient_reference`` (R_ref = 20000) with a
+    seed of its own, derived from (problem, q, K) -- shared by the methods of
+    one (problem, q, K) and independent of the estimates it is compared with."""
+    if cell.objective == "elbo":
+        return np.asarray(p.elbo_grad(x, q), dtype=np.float64), None
+    ident = {"iwae_reference": {"problem": cell.spec.identity(), "q": cell.q, "K": cell.K}}
+    return _iwae_reference(cell.spec, cell.q, cell.K, cell_seed(cell.root_seed, ident))
+
+
+def gradient_probe(cell: Cell):
+    """None if ``estimators.gradient`` accepts this cell's (p, q, K, method,
+    objective), else the ValueError message it gives (the cell is skipped
+    and the reason recorded)."""
+    p, x = cell.spec.build()
+    q = make_q(p, x, cell.q)
+    try:
+        estimators.gradient(p, x, q, cell.K, 1, cell.method, cell.objective, seed=0)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def run_cell(cell: Cell) -> dict:
+    """Compute one cell's row (see the module docstring)."""
+    p, x = cell.spec.build()
+    q = make_q(p, x, cell.q)
+    row = _empty_row(cell)
+    row["q_family"] = type(q).__name__
+    row["log_marginal"] = float(p.log_marginal(x))
+    row["kl"] = float(p.kl(x, q))
+    row["elbo_exact"] = float(p.elbo(x, q))
+    row["rel_weight_var"] = exact.relative_weight_variance(p, x, q)
+    _, row["var_log_w"], row["mu4_log_w"] = exact.log_weight_moments(p, x, q)
+    K, R, seed = cell.K, cell.R, cell.seed
+
+    if cell.estimator in ("importance_sampling", "elbo"):
+        # weight_stats is the kernel behind importance_sampling (.log_p_hat)
+        # and elbo (.elbo); it also gives the ESS from the same draws.
+        estimators.warm_up(p, x, q)  # compile both kernel variants outside the timing
+        t0 = time.perf_counter()
+        ws = estimators.weight_stats(p, x, q, K, R, seed=seed)
+        seconds = time.perf_counter() - t0
+        ess = ws.ess
+        row["ess"], row["ess_se"] = metrics.mean_se(ess)
+        if cell.estimator == "importance_sampling":
+            est = ws.log_p_hat
+            _scalar_metrics(row, est, row["log_marginal"])
+            row["ratio_bias"], row["ratio_bias_se"] = metrics.ratio_bias(est, row["log_marginal"])
+            row["bias_pred"] = -row["rel_weight_var"] / (2.0 * K)
+        else:
+            _scalar_metrics(row, ws.elbo, row["elbo_exact"])
+    elif cell.estimator == "gradient":
+        estimators.warm_up(p, x, q, cell.method, cell.objective)  # compile outside the timing
+        t0 = time.perf_counter()
+        g = estimators.gradient(p, x, q, K, R, cell.method, cell.objective, seed=seed)
+        seconds = time.perf_counter() - t0
+        truth, truth_se = _gradient_truth(p, x, q, cell)
+        gbar = np.mean(g, axis=0)
+        row["n_params"] = g.shape[1]
+        row["n_nonfinite"] = int(np.count_nonzero(~np.isfinite(g).all(axis=1)))
+        row["truth"] = float(np.linalg.norm(truth))
+        row["mean"] = float(np.linalg.norm(gbar))
+        row["bias"] = float(np.linalg.norm(gbar - truth))
+        row["variance"], row["variance_se"] = metrics.trace_cov(g)
+        sq = np.sum((g - truth) ** 2, axis=1)
+        row["mse"], row["mse_se"] = float(np.mean(sq)), float(np.std(sq, ddof=1) / math.sqrt(R))
+        s = metrics.snr(g)
+        s = s[np.isfinite(s)]
+        row["snr_median"] = float(np.median(s)) if s.size else math.nan
+        row["snr_min"] = float(np.min(s)) if s.size else math.nan
+        row["snr_floor"] = metrics.snr_floor(R)
+        t = metrics.bias_t(g, truth, truth_se)
+        row["bias_t_max"] = float(np.max(np.abs(t)))
+        row["bias_chi2"] = float(np.sum(t * t))
+        row["truth_se_max"] = 0.0 if truth_se is None else float(np.max(truth_se))
+    else:  # pragma: no cover - Sweep validates estimator names
+        raise ValueError(f"estimator: unknown {cell.estimator!r}")
+    row["seconds"] = seconds
+    row["samples_per_s"] = K * R / seconds if seconds > 0 else math.inf
+    return row
+
+
+@dataclass(frozen=True)
+class _Task:
+    cell: Cell
+    out: str
+
+
+def _run_and_store(task: _Task):
+    row = run_cell(task.cell)
+    storage.write_cell(task.out, task.cell.cell_id, row, SCHEMA)
+    return task.cell.cell_id
+
+
+def _as_sweeps(sweep):
+    if isinstance(sweep, Sweep):
+        return [sweep]
+    sweeps = list(sweep)
+    if not sweeps or not all(isinstance(s, Sweep) for s in sweeps):
+        raise ValueError("sweep: expected a Sweep or a non-empty list of Sweeps")
+    return sweeps
+
+
+def plan(sweep):
+    """(cells to run, skipped) for a Sweep or list of Sweeps: cells in sweep
+    order with duplicates removed; gradient cells the estimator refuses (e.g.
+    "reparam" for a Categorical q, "score_loo" at K = 1) are skipped with the
+    estimator's own message as the reason."""
+    cells, seen, skipped = [], set(), []
+    probes = {}
+    for s in _as_sweeps(sweep):
+        for cell in s.cells():
+            if cell.cell_id in seen:
+                continue
+            seen.add(cell.cell_id)
+            if cell.estimator == "gradient":
+                key = (cell.spec, cell.q, cell.K, cell.method, cell.objective)
+                if key not in probes:
+                    probes[key] = gradient_probe(cell)
+                if probes[key] is not None:
+                    skipped.append({"cell": cell.label(), "cell_id": cell.cell_id, "reason": probes[key]})
+                    continue
+            cells.append(cell)
+    return cells, skipped
+
+
+def assemble(out, cells) -> pd.DataFrame:
+    """The tidy table of ``cells`` read back from ``out/cells`` in sweep
+    order, with the derived columns (variance ratios) added."""
+    df = storage.read_cells(out, [c.cell_id for c in cells])
+    return analysis.add_variance_ratios(df, reference=REFERENCE_METHOD)
+
+
+def run(sweep, out="results", executor="local", workers=None, progress=None, fresh=False) -> pd.DataFrame:
+    """Run a Sweep (or a list of Sweeps) into the results directory ``out``.
+
+    Finished cells already in ``out/cells`` are skipped, so a re-run (or a
+    run after a kill) only computes what is missing; the final table is read
+    back from the cell files, so it is the same whichever cells ran now.
+    ``fresh=True`` deletes this sweep's finished cells first.  Writes
+    ``benchmarks.parquet``, ``jensen.parquet``, ``jensen_fit.parquet``,
+    ``sweep.json`` and ``skipped.json`` into ``out`` and returns the table
+    (``df.attrs["skipped"]`` lists the skipped cells with reasons).
+
+    ``executor``: "local" (sequential), "local:<n>" (n processes) or any
+    object with ``map_unordered(fn, tasks)`` (see ``bench.executors``).
+    ``progress``: None = a bar on stderr when it is a terminal; False = off.
+    """
+    sweeps = _as_sweeps(sweep)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage.clean_temporaries(out)
+    ex = get_executor(executor, workers)
+    cells, skipped = plan(sweeps)
+    if not cells:
+        raise ValueError("sweep: every cell was skipped; nothing to run: " + "; ".join(s["reason"] for s in skipped[:3]))
+    if fresh:
+        for c in cells:
+            storage.cell_path(out, c.cell_id).unlink(missing_ok=True)
+    done = storage.finished_ids(out)
+    todo = [c for c in cells if c.cell_id not in done]
+    bar = Progress(len(cells), label="cells", enabled=(None if progress is None else bool(progress)))
+    bar.update(len(cells) - len(todo))
+    try:
+        tasks = [_Task(c, str(out)) for c in todo]
+        for i, _ in ex.map_unordered(_run_and_store, tasks):
+            bar.update(1, note=todo[i].label())
+    finally:
+        bar.close()
+    df = assemble(out, cells)
+    df.attrs["skipped"] = skipped
+    storage.write_table(out / storage.TABLE, df)
+    storage.write_json(out / "sweep.json", [s.to_dict() for s in sweeps])
+    storage.write_json(out / "skipped.json", skipped)
+    jt = analysis.jensen_table(df)
+    if len(jt):
+        storage.write_table(out / "jensen.parquet", jt)
+        storage.write_table(out / "jensen_fit.parquet", analysis.jensen_fit(jt))
+    else:  # no ELBO cells in this sweep: no Jensen table (and none left from an earlier sweep)
+        (out / "jensen.parquet").unlink(missing_ok=True)
+        (out / "jensen_fit.parquet").unlink(missing_ok=True)
+    return df
+

@@ -1,0 +1,161 @@
+"""reports: the figures draw the table's numbers (perturb the DataFrame and
+the drawn data follow), carry labels, log axes, legends and titles; the
+report builder writes self-contained HTML and Markdown."""
+
+import json
+
+import numpy as np
+import pytest
+
+import bench
+from bench import analysis
+from reports import figures as F
+from reports.report import build_report, render_documents
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    problems = {
+        "lg": {"family": "LinearGaussian", "D": 3, "d": 2, "seed": 1, "x_seed": 2},
+        "gm": {"family": "GaussianMixture", "C": 3, "D": 2, "seed": 5, "x_seed": 6},
+    }
+    sweeps = [
+        bench.Sweep(problems, q=["posterior", "prior", "shift:1", "scale:2"], estimators=["importance_sampling", "elbo"],
+                    K=[1, 10, 100], R=40),
+        bench.Sweep(problems, q=["meanfield+shift:1"], estimators=["gradient"], K=[2, 10], R=20,
+                    methods=["score", "score_loo", "reparam"], objectives=["elbo", "iwae"]),
+    ]
+    df = bench.run(sweeps, out=out, progress=False)
+    return out, df
+
+
+def _line(fig, gid, panel=0):
+    """The line with this gid in axes ``panel`` (problems are panels in table order: lg, gm)."""
+    found = [ln for ln in fig.axes[panel].lines if ln.get_gid() == gid]
+    assert len(found) == 1, f"{len(found)} lines {gid!r} in panel {panel}"
+    return found[0]
+
+
+def _rows(df, **eq):
+    m = np.ones(len(df), bool)
+    for k, v in eq.items():
+        m &= (df[k] == v).to_numpy()
+    return df[m].sort_values("K")
+
+
+def test_variance_figure_draws_the_table(results):
+    _, df = results
+    fig = F.variance_vs_k(df, "importance_sampling")
+    rows = _rows(df, estimator="importance_sampling", problem="lg", q="prior")
+    line = _line(fig, "variance:prior")
+    assert np.array_equal(line.get_ydata(), rows["variance"].to_numpy())
+    assert np.array_equal(line.get_xdata(), rows["K"].to_numpy(float))
+    df2 = df.copy()
+    df2.loc[rows.index, "variance"] *= 10.0
+    line2 = _line(F.variance_vs_k(df2, "importance_sampling"), "variance:prior")
+    assert np.allclose(line2.get_ydata(), 10.0 * line.get_ydata())
+    # the ELBO figure draws the exact Var[log w]/K beside the measured points
+    fig = F.variance_vs_k(df, "elbo")
+    erows = _rows(df, estimator="elbo", problem="lg", q="prior")
+    ref = _line(fig, "reference:prior")
+    assert np.allclose(ref.get_ydata(), erows["var_log_w"] / erows["K"])
+
+
+def test_bias_figure_draws_measured_and_predicted(results):
+    _, df = results
+    rows = _rows(df, estimator="importance_sampling", problem="gm", q="prior")
+    fig = F.bias_vs_k(df)
+    pred = _line(fig, "prediction:prior", panel=1)
+    assert np.allclose(pred.get_ydata(), -rows["bias_pred"].to_numpy())
+    df2 = df.copy()
+    df2.loc[rows.index, "bias_pred"] *= 3.0
+    assert np.allclose(_line(F.bias_vs_k(df2), "prediction:prior", panel=1).get_ydata(), 3.0 * pred.get_ydata())
+    measured = _line(fig, "measured:prior", panel=1)
+    nb = -rows["bias"].to_numpy()
+    assert np.allclose(measured.get_ydata(), nb[nb > 0])
+
+
+def test_jensen_figure_draws_the_gap_table(results):
+    _, df = results
+    jt = analysis.jensen_table(df)
+    fig = F.jensen_gap_vs_kl(jt, analysis.jensen_fit(jt))
+    row = jt[(jt["problem"] == "lg") & (jt["q"] == "prior")].iloc[0]
+    pt = _line(fig, "gap:prior")
+    assert pt.get_xdata()[0] == row["kl"] and pt.get_ydata()[0] == row["gap"]
+    res = _line(fig, "residual:prior", panel=2)  # axes: gap lg, gap gm, residual lg, residual gm
+    assert res.get_ydata()[0] == pytest.approx((row["gap"] - row["kl"]) / row["gap_se"])
+    jt2 = jt.copy()
+    jt2.loc[row.name, "gap"] *= 1.5
+    assert _line(F.jensen_gap_vs_kl(jt2), "gap:prior").get_ydata()[0] == pytest.approx(1.5 * row["gap"])
+    assert "slope" in fig.axes[0].get_title()
+
+
+def test_gradient_figures_draw_the_table(results):
+    _, df = results
+    q = "meanfield+shift:1"
+    rows = _rows(df, estimator="gradient", problem="lg", method="reparam", objective="elbo")
+    fig = F.gradient_variance_vs_k(df, q)
+    assert np.array_equal(_line(fig, "variance:reparam").get_ydata(), rows["variance"].to_numpy())
+    fig = F.gradient_snr_vs_k(df, q)
+    assert np.array_equal(_line(fig, "snr_median:reparam").get_ydata(), rows["snr_median"].to_numpy())
+    df2 = df.copy()
+    df2.loc[rows.index, "snr_median"] /= 2
+    assert np.allclose(_line(F.gradient_snr_vs_k(df2, q), "snr_median:reparam").get_ydata(),
+                       rows["snr_median"].to_numpy() / 2)
+    with pytest.raises(ValueError, match="^q: no gradient rows"):
+        F.gradient_variance_vs_k(df, "prior")
+
+
+def test_throughput_figure_draws_the_table(results):
+    _, df = results
+    fig = F.throughput_vs_k(df)
+    rows = df[(df["problem"] == "lg") & (df["estimator"] == "elbo")]
+    med = rows.groupby("K")["samples_per_s"].median().sort_index()
+    line = _line(fig, "throughput:elbo")
+    assert np.allclose(line.get_ydata(), med.to_numpy())
+    df2 = df.copy()
+    df2.loc[rows.index, "samples_per_s"] *= 2
+    assert np.allclose(_line(F.throughput_vs_k(df2), "throughput:elbo").get_ydata(), 2 * med.to_numpy())
+
+
+def test_every_figure_is_labelled(results):
+    _, df = results
+    jt = analysis.jensen_table(df)
+    figs = [F.variance_vs_k(df), F.variance_vs_k(df, "elbo"), F.bias_vs_k(df), F.jensen_gap_vs_kl(jt),
+            F.gradient_variance_vs_k(df), F.gradient_snr_vs_k(df), F.throughput_vs_k(df)]
+    for fig in figs:
+        assert fig._suptitle is not None and fig._suptitle.get_text()
+        for ax in fig.axes:
+            assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title() is not None
+            assert ax.get_xscale() == "log"
+            assert ax.get_legend() is not None
+        assert any(ax.get_yscale() == "log" for ax in fig.axes)
+
+
+def test_bad_input_is_refused(results):
+    _, df = results
+    with pytest.raises(ValueError, match="^df: variance_vs_k needs columns"):
+        F.variance_vs_k(df.drop(columns=["variance_se"]))
+    with pytest.raises(ValueError, match="^df: no 'elbo' rows"):
+        F.variance_vs_k(df[df["estimator"] != "elbo"], "elbo")
+    with pytest.raises(ValueError, match="^jt: no rows"):
+        F.jensen_gap_vs_kl(analysis.jensen_table(df).iloc[0:0])
+
+
+def test_report_documents(results, tmp_path):
+    out, _ = results
+    paths = build_report(out)
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == len(paths["figures"]) >= 7
+    assert "pytest-benchmark timings" not in html
+    # with pytest-benchmark's JSON beside the results, the documents gain its table
+    (out / "pytest-benchmark.json").write_text(json.dumps({"benchmarks": [
+        {"name": "test_x[lg]", "stats": {"mean": 0.5, "stddev": 0.01, "min": 0.49, "rounds": 5},
+         "extra_info": {"samples_per_s": 4e6}}]}))
+    render_documents(out)
+    html = paths["html"].read_text()
+    md = paths["markdown"].read_text()
+    assert "pytest-benchmark timings" in html and "test_x[lg]" in md and "4.000e+06" in md
+    with pytest.raises(ValueError, match="^results_dir:"):
+        build_report(tmp_path)
