@@ -37,12 +37,9 @@ import numpy as np
 from numba import njit
 
 from .gradient_driver import MODEL, REPARAM, SCORE, register_gradient_block
-from .linear_gaussian import draw_affine, log_joint_rows
+from .linear_gaussian import SAFE_FASTMATH, draw_affine, log_joint_rows
 
-_FLAGS = {"reassoc", "contract", "arcp", "nsz"}  # lets the dot products vectorize; keeps inf/NaN semantics
-
-
-@njit(cache=True, fastmath=_FLAGS)
+@njit(cache=True, fastmath=SAFE_FASTMATH)
 def _grad_log_joint(zk, xb, W, inv_psi, r, g):
     """r <- x - b - W z (residual), g <- grad_z log p(x, z)."""
     D, d = W.shape
@@ -57,6 +54,18 @@ def _grad_log_joint(zk, xb, W, inv_psi, r, g):
         ri = r[i] * inv_psi[i]
         for j in range(d):
             g[j] += W[i, j] * ri
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _log_joint_from_residual(zk, r, inv_psi, log_p_const):
+    """log p(x, z) = c - |z|^2 / 2 - sum_i r_i^2 / (2 psi_i), r = x - b - W z."""
+    zz = 0.0
+    for j in range(zk.shape[0]):
+        zz += zk[j] * zk[j]
+    quad = 0.0
+    for i in range(r.shape[0]):
+        quad += r[i] * r[i] * inv_psi[i]
+    return log_p_const - 0.5 * zz - 0.5 * quad
 
 
 @njit(cache=True)
@@ -82,16 +91,8 @@ def block(state, n, args, mode, lw, S):
     u = np.empty((n, d))
     z = np.empty((n, d))
     draw_affine(state, u, z, n, loc, T, diagonal, normal_base)
-    log_joint_rows(z, n, xb, W, inv_psi, log_p_const, lw)
-    for k in range(n):
-        log_q = log_q_const
-        if normal_base:
-            uu = 0.0
-            for j in range(d):
-                uu += u[k, j] * u[k, j]
-            log_q -= 0.5 * uu
-        lw[k] -= log_q
-
+    if mode == SCORE:  # no gradient of log p needed: the plain log-joint
+        log_joint_rows(z, n, xb, W, inv_psi, log_p_const, lw)
     r = np.empty(D)
     g = np.empty(d)
     v = np.empty(d)
@@ -103,8 +104,19 @@ def block(state, n, args, mode, lw, S):
     else:
         const = 0.0
     for k in range(n):
-        if mode == MODEL:
+        if mode != SCORE:
+            # one pass gives the residual r = x - b - W z, grad_z log p, and
+            # from r the log-joint: W z is formed once per sample
             _grad_log_joint(z[k], xb, W, inv_psi, r, g)
+            lw[k] = _log_joint_from_residual(z[k], r, inv_psi, log_p_const)
+        log_q = log_q_const
+        if normal_base:
+            uu = 0.0
+            for j in range(d):
+                uu += u[k, j] * u[k, j]
+            log_q -= 0.5 * uu
+        lw[k] -= log_q
+        if mode == MODEL:
             o = 0
             for i in range(D):
                 ri = r[i] * inv_psi[i]
@@ -118,8 +130,6 @@ def block(state, n, args, mode, lw, S):
                 S[k, o] = 0.5 * inv_psi[i] * (r[i] * r[i] * inv_psi[i] - 1.0)
                 o += 1
             continue
-        if mode != SCORE:
-            _grad_log_joint(z[k], xb, W, inv_psi, r, g)
         if mode != REPARAM:
             _inv_t_transpose(T, diagonal, u[k], v)
         for j in range(d):
