@@ -54,6 +54,9 @@ class GaussianMixture(Problem):
         self.means, self.covs = means, covs
         self.num_components, self.obs_dim = C, D
         self._chols = np.stack([cholesky_or_raise(f"covs[{k}]", covs[k]) for k in range(C)])
+        # L_k^{-1} and log|L_k| once, so a table of log-densities is one batched product
+        self._chol_invs = np.stack([solve_triangular(L, np.eye(D), lower=True) for L in self._chols])
+        self._log_dets = np.sum(np.log(np.diagonal(self._chols, axis1=1, axis2=2)), axis=1)
         with np.errstate(divide="ignore"):
             self._log_weights = np.log(self.weights)
 
@@ -82,11 +85,9 @@ class GaussianMixture(Problem):
 
     def component_log_densities(self, X):
         """log N(x; mu_k, Sigma_k) for rows of X: shape (n, C)."""
-        # one batched triangular solve per component: L_k^{-1} (x - mu_k)
         resid = X[None, :, :] - self.means[:, None, :]  # (C, n, D)
-        eps = np.linalg.solve(self._chols, np.swapaxes(resid, 1, 2))  # (C, D, n)
-        log_det = np.sum(np.log(np.diagonal(self._chols, axis1=1, axis2=2)), axis=1)  # (C,)
-        out = -0.5 * np.sum(eps**2, axis=1) - log_det[:, None] - 0.5 * self.obs_dim * _LOG_2PI
+        eps = self._chol_invs @ np.swapaxes(resid, 1, 2)  # (C, D, n): L_k^{-1} (x - mu_k)
+        out = -0.5 * np.sum(eps**2, axis=1) - self._log_dets[:, None] - 0.5 * self.obs_dim * _LOG_2PI
         return out.T
 
     def log_joint_table(self, x):

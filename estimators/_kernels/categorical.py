@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from .driver import register_block
+from .reduce import fold_counts
 from .rng import fill_uniform
 
 
@@ -45,21 +46,38 @@ def alias_table(probs):
     return np.ascontiguousarray(keep), np.ascontiguousarray(alias)
 
 
+@njit(cache=True, inline="always")
+def draw(u, keep, alias):
+    """The category of the uniform u (Walker's alias method)."""
+    C = keep.shape[0]
+    v = u * C
+    i = min(int(v), C - 1)
+    return i if v - i < keep[i] else alias[i]
+
+
 @njit(cache=True)
 def block(state, lw, n, args):
     """Block function for ``driver.log_weight_stats``; args = (keep, alias, table)."""
     keep, alias, table = args
-    C = keep.shape[0]
     u = np.empty(n)
     fill_uniform(state, u, n)
     for k in range(n):
-        v = u[k] * C
-        i = min(int(v), C - 1)
-        j = i if v - i < keep[i] else alias[i]
-        lw[k] = table[j]
+        lw[k] = table[draw(u[k], keep, alias)]
+
+
+@njit(cache=True)
+def draw_and_fold(state, acc, lw, n, args):
+    """The same draws as ``block``, folded by counting: n log-weights take only C
+    values, so the block's sums need C exps (``reduce.fold_counts``), not n."""
+    keep, alias, table = args
+    fill_uniform(state, lw, n)  # lw is scratch here: it holds the uniforms
+    counts = np.zeros(keep.shape[0])
+    for k in range(n):
+        counts[draw(lw[k], keep, alias)] += 1.0
+    fold_counts(acc, counts, table)
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
 #: be the attribute it is bound to: numba's cache pickles it by reference.
 CategoricalArgs = namedtuple("CategoricalArgs", "keep alias table")
-KIND = register_block(CategoricalArgs, block)
+KIND = register_block(CategoricalArgs, block, draw_and_fold)

@@ -37,15 +37,21 @@ PARALLEL_MIN_SAMPLES = 1 << 15
 
 
 _BLOCKS = {}
+_FUSED = {}
 
 
-def register_block(args_type, block):
+def register_block(args_type, block, draw_and_fold=None):
     """Make ``block`` callable from the drivers for arguments of ``args_type``,
     a namedtuple class defined at a kernel module's top level (numba's cache
-    pickles it by name)."""
+    pickles it by name).  ``draw_and_fold(state, acc, lw, n, args)``, if given,
+    draws n samples and folds them into the accumulator in one step (with the
+    same sums as ``block`` then ``fold_block``), for kernels that can reduce
+    more cheaply than one exp per sample."""
     if _BLOCKS.get(args_type, block) is not block:
         raise ValueError(f"args_type: a different block is already registered for {args_type!r}")
     _BLOCKS[args_type] = block
+    if draw_and_fold is not None:
+        _FUSED[args_type] = draw_and_fold
     return args_type
 
 
@@ -68,6 +74,30 @@ def _call_block(state, lw, n, args):
     return impl
 
 
+def draw_and_fold(state, acc, lw, n, args):
+    """Draw n samples and fold their log-weights into ``acc`` (numba only)."""
+    raise NotImplementedError("draw_and_fold is resolved inside numba-compiled code only")
+
+
+@overload(draw_and_fold)
+def _draw_and_fold(state, acc, lw, n, args):
+    if not isinstance(args, types.BaseNamedTuple):
+        return None
+    fused = _FUSED.get(args.instance_class)
+    if fused is not None:
+
+        def impl(state, acc, lw, n, args):
+            fused(state, acc, lw, n, args)
+
+        return impl
+
+    def impl(state, acc, lw, n, args):
+        call_block(state, lw, n, args)
+        fold_block(acc, lw, n)
+
+    return impl
+
+
 @njit(cache=True)
 def run_unit(args, key, K, n_chunks, u, parts):
     """Draw and fold the samples of unit u into parts[u]."""
@@ -83,8 +113,7 @@ def run_unit(args, key, K, n_chunks, u, parts):
     i = start
     while i < stop:
         n = min(BLOCK, stop - i)
-        call_block(state, lw, n, args)
-        fold_block(acc, lw, n)
+        draw_and_fold(state, acc, lw, n, args)
         i += n
     for j in range(NSTATS):
         parts[u, j] = acc[j]

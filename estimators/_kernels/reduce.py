@@ -74,3 +74,30 @@ def combine(parts, start, stop, out):
     out[0] = acc[0] + np.log(acc[1]) if acc[1] > 0 else -np.inf
     out[1] = acc[2] + np.log(acc[3]) if acc[3] > 0 else -np.inf
     out[2] = acc[4]
+
+
+@njit(cache=True)
+def fold_counts(acc, counts, values):
+    """Fold a block given as ``counts[c]`` copies of the log-weight ``values[c]``:
+    the same sums as ``fold_block`` on the expanded block, with one exp per
+    distinct value instead of one per sample (a finite latent's log-weights take
+    only as many values as it has states)."""
+    m = -np.inf
+    total = 0.0
+    for c in range(values.shape[0]):
+        if counts[c] > 0:
+            total += counts[c] * values[c]
+            if values[c] > m:
+                m = values[c]
+    acc[4] += total
+    if m == -np.inf:
+        return
+    s = 0.0
+    s2 = 0.0
+    for c in range(values.shape[0]):
+        if counts[c] > 0:
+            e = np.exp(values[c] - m)
+            s += counts[c] * e
+            s2 += counts[c] * e * e
+    _merge(acc, 0, m, s)
+    _merge(acc, 2, 2.0 * m, s2)
