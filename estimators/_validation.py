@@ -19,6 +19,7 @@ __all__ = [
     "check_choice",
     "cholesky_or_raise",
     "check_probabilities",
+    "as_category_indices",
 ]
 
 
@@ -107,3 +108,17 @@ def check_probabilities(name, probs, axis=-1, sum_to_one=True):
         if not np.allclose(total, 1.0, rtol=0, atol=1e-9):
             raise ValueError(f"{name}: must sum to one, sums to {np.ravel(total)[:3]}")
     return probs
+
+
+def as_category_indices(name, z, num_categories):
+    """Integer indices in [0, num_categories): integer arrays as they are,
+    integral floats converted; anything else is a ValueError."""
+    z = np.asarray(z)
+    if not np.issubdtype(z.dtype, np.integer):
+        if np.issubdtype(z.dtype, np.floating) and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
+            z = z.astype(np.int64)
+        else:
+            raise ValueError(f"{name}: expected integer category indices, got dtype {z.dtype}")
+    if (z < 0).any() or (z >= num_categories).any():
+        raise ValueError(f"{name}: category indices must lie in [0, {num_categories})")
+    return z

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.special import expit, log_expit, softmax
 
 from ._validation import (
+    as_category_indices,
     as_float_array,
     check_count,
     check_probabilities,
@@ -310,15 +311,7 @@ class Categorical(Proposal):
         return rng.choice(self.num_categories, size=n, p=self.probs)
 
     def log_prob(self, z):
-        z = np.asarray(z)
-        if not np.issubdtype(z.dtype, np.integer):
-            if np.issubdtype(z.dtype, np.floating) and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
-                z = z.astype(np.int64)
-            else:
-                raise ValueError(f"z: expected integer category indices, got dtype {z.dtype}")
-        if (z < 0).any() or (z >= self.num_categories).any():
-            raise ValueError(f"z: category indices must lie in [0, {self.num_categories})")
-        return self.log_probs[z]
+        return self.log_probs[as_category_indices("z", z, self.num_categories)]
 
 
 class Bernoulli(Proposal):

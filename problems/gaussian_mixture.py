@@ -23,7 +23,14 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import log_softmax, logsumexp
 
-from estimators._validation import as_float_array, check_count, check_probabilities, check_seed, cholesky_or_raise
+from estimators._validation import (
+    as_category_indices,
+    as_float_array,
+    check_count,
+    check_probabilities,
+    check_seed,
+    cholesky_or_raise,
+)
 from estimators.proposals import Categorical
 
 from .base import Problem
@@ -98,16 +105,9 @@ class GaussianMixture(Problem):
     def log_joint(self, x, z):
         """log p(x, z) for integer components z (any shape); x of shape (D,)."""
         table = self.log_joint_table(x)
-        z = np.asarray(z)
-        if not np.issubdtype(z.dtype, np.integer):
-            if np.issubdtype(z.dtype, np.floating) and np.all(np.isfinite(z)) and np.all(z == np.round(z)):
-                z = z.astype(np.int64)
-            else:
-                raise ValueError(f"z: expected integer component indices, got dtype {z.dtype}")
-        if z.ndim >= 1 and z.shape[-1] == 1 and z.ndim >= 2:
+        z = as_category_indices("z", z, self.num_components)
+        if z.ndim >= 2 and z.shape[-1] == 1:
             z = z[..., 0]
-        if (z < 0).any() or (z >= self.num_components).any():
-            raise ValueError(f"z: component indices must lie in [0, {self.num_components})")
         return table[z]
 
     def _log_marginal_rows(self, X):

@@ -17,37 +17,51 @@ from .rng import fill_uniform
 
 
 @njit(cache=True)
-def block(state, lw, n, args):
-    """Block function for ``driver.log_weight_stats``."""
+def draw(state, u, comp, args, score):
+    """Draw one completion z (bit j on when u_j < phi_j) and return its
+    log-weight; when ``score`` has length m, also write the score of the
+    logits there, d log q / d logit_j = z_j - phi_j."""
     phi, log_phi_on, log_phi_off, a, lat_on, lat_off = args
     C, m = lat_on.shape
+    want_score = score.shape[0] == m
+    fill_uniform(state, u, m)
+    log_q = 0.0
+    for c in range(C):
+        comp[c] = a[c]
+    for j in range(m):
+        if u[j] < phi[j]:
+            log_q += log_phi_on[j]
+            if want_score:
+                score[j] = 1.0 - phi[j]
+            for c in range(C):
+                comp[c] += lat_on[c, j]
+        else:
+            log_q += log_phi_off[j]
+            if want_score:
+                score[j] = -phi[j]
+            for c in range(C):
+                comp[c] += lat_off[c, j]
+    top = -np.inf
+    for c in range(C):
+        if comp[c] > top:
+            top = comp[c]
+    if top == -np.inf:
+        return -np.inf
+    s = 0.0
+    for c in range(C):
+        s += np.exp(comp[c] - top)
+    return top + np.log(s) - log_q
+
+
+@njit(cache=True)
+def block(state, lw, n, args):
+    """Block function for ``driver.log_weight_stats``."""
+    C, m = args.lat_on.shape
     u = np.empty(m)
     comp = np.empty(C)
+    no_score = np.empty(0)
     for k in range(n):
-        fill_uniform(state, u, m)
-        log_q = 0.0
-        for c in range(C):
-            comp[c] = a[c]
-        for j in range(m):
-            if u[j] < phi[j]:
-                log_q += log_phi_on[j]
-                for c in range(C):
-                    comp[c] += lat_on[c, j]
-            else:
-                log_q += log_phi_off[j]
-                for c in range(C):
-                    comp[c] += lat_off[c, j]
-        top = -np.inf
-        for c in range(C):
-            if comp[c] > top:
-                top = comp[c]
-        if top == -np.inf:
-            lw[k] = -np.inf
-            continue
-        s = 0.0
-        for c in range(C):
-            s += np.exp(comp[c] - top)
-        lw[k] = top + np.log(s) - log_q
+        lw[k] = draw(state, u, comp, args, no_score)
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must

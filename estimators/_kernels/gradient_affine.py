@@ -36,8 +36,8 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from .gradient_driver import MODEL, REPARAM, SCORE, register_gradient_block
-from .linear_gaussian import SAFE_FASTMATH, draw_affine, log_joint_rows
+from .gradient_driver import MODEL, REPARAM, SCORE, log_scale_constant, register_gradient_block
+from .linear_gaussian import SAFE_FASTMATH, affine_log_q, draw_affine, log_joint_rows
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _grad_log_joint(zk, xb, W, inv_psi, r, g):
@@ -97,25 +97,14 @@ def block(state, n, args, mode, lw, S):
     g = np.empty(d)
     v = np.empty(d)
     a = np.empty(d)
-    if mode == SCORE:
-        const = -1.0
-    elif mode == REPARAM:
-        const = 1.0
-    else:
-        const = 0.0
+    const = log_scale_constant(mode)
     for k in range(n):
         if mode != SCORE:
             # one pass gives the residual r = x - b - W z, grad_z log p, and
             # from r the log-joint: W z is formed once per sample
             _grad_log_joint(z[k], xb, W, inv_psi, r, g)
             lw[k] = _log_joint_from_residual(z[k], r, inv_psi, log_p_const)
-        log_q = log_q_const
-        if normal_base:
-            uu = 0.0
-            for j in range(d):
-                uu += u[k, j] * u[k, j]
-            log_q -= 0.5 * uu
-        lw[k] -= log_q
+        lw[k] -= affine_log_q(u[k], log_q_const, normal_base)
         if mode == MODEL:
             o = 0
             for i in range(D):

@@ -17,45 +17,20 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .bernoulli_mixture import draw
 from .gradient_driver import register_gradient_block
-from .rng import fill_uniform
 
 
 @njit(cache=True)
 def block(state, n, args, mode, lw, S):
     """Gradient block function (see ``gradient_driver``); args = those of
-    ``bernoulli_mixture.block``.  ``mode`` must be SCORE (the caller validates)."""
-    phi, log_phi_on, log_phi_off, a, lat_on, lat_off = args
-    C, m = lat_on.shape
+    ``bernoulli_mixture.block``.  ``mode`` must be SCORE (the caller validates):
+    the draws and log-weights are ``bernoulli_mixture.draw``'s, with the score."""
+    C, m = args.lat_on.shape
     u = np.empty(m)
     comp = np.empty(C)
     for k in range(n):
-        fill_uniform(state, u, m)
-        log_q = 0.0
-        for c in range(C):
-            comp[c] = a[c]
-        for j in range(m):
-            if u[j] < phi[j]:
-                log_q += log_phi_on[j]
-                S[k, j] = 1.0 - phi[j]
-                for c in range(C):
-                    comp[c] += lat_on[c, j]
-            else:
-                log_q += log_phi_off[j]
-                S[k, j] = -phi[j]
-                for c in range(C):
-                    comp[c] += lat_off[c, j]
-        top = -np.inf
-        for c in range(C):
-            if comp[c] > top:
-                top = comp[c]
-        if top == -np.inf:
-            lw[k] = -np.inf
-            continue
-        s = 0.0
-        for c in range(C):
-            s += np.exp(comp[c] - top)
-        lw[k] = top + np.log(s) - log_q
+        lw[k] = draw(state, u, comp, args, S[k])
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must

@@ -104,6 +104,18 @@ REPARAM = 1
 STL = 2
 MODEL = 3
 
+@njit(cache=True, inline="always")
+def log_scale_constant(mode):
+    """The constant in the log-scale component of a sample's vector: d/d log sigma
+    of -log q's normaliser is -1 in the score, +1 (the entropy term) in the
+    total pathwise derivative, and 0 when the score term is dropped (stl)."""
+    if mode == SCORE:
+        return -1.0
+    if mode == REPARAM:
+        return 1.0
+    return 0.0
+
+
 # pass-1 layout: four scalars, then those of the P-vectors a call asks for
 I_M, I_S1, I_SREST, I_F = 0, 1, 2, 3
 NSCALAR = 4

@@ -20,8 +20,8 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
-from .gradient_driver import REPARAM, SCORE, register_gradient_block
-from .mixture_prior import _HALF_LOG_2PI, _log_mixture
+from .gradient_driver import REPARAM, SCORE, log_scale_constant, register_gradient_block
+from .mixture_prior import _log_mixture, log_joint
 from .rng import fill_normal, fill_uniform
 
 
@@ -55,18 +55,11 @@ def block(state, n, args, mode, lw, S):
     eps = np.empty(n)
     fill_normal(state, eps, n)
     loc, scale = q_locs[0], q_scales[0]
-    if mode == SCORE:
-        const = -1.0
-    elif mode == REPARAM:
-        const = 1.0
-    else:
-        const = 0.0
+    const = log_scale_constant(mode)
     for k in range(n):
         z = loc + scale * eps[k]
         log_q = _log_mixture(z, q_log_w, q_locs, q_scales)
-        r = (x - z) / noise
-        log_lik = -0.5 * r * r - np.log(noise) - _HALF_LOG_2PI
-        lw[k] = _log_mixture(z, p_log_w, p_locs, p_scales) + log_lik - log_q
+        lw[k] = log_joint(z, x, p_log_w, p_locs, p_scales, noise) - log_q
         v = eps[k] / scale
         if mode == SCORE:
             a = v

@@ -65,6 +65,17 @@ def log_joint_rows(z, n, xb, W, inv_psi, log_p_const, out):
         out[k] = log_p_const - 0.5 * zz - 0.5 * quad
 
 
+@njit(cache=True, inline="always")
+def affine_log_q(u_k, log_q_const, normal_base):
+    """log q(z) of a draw z = loc + T u_k: c_q - |u_k|^2 / 2 (normal base) or c_q."""
+    if not normal_base:
+        return log_q_const
+    uu = 0.0
+    for j in range(u_k.shape[0]):
+        uu += u_k[j] * u_k[j]
+    return log_q_const - 0.5 * uu
+
+
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def block(state, lw, n, args):
     """Block function for ``driver.log_weight_stats``."""
@@ -75,13 +86,7 @@ def block(state, lw, n, args):
     draw_affine(state, u, z, n, loc, T, diagonal, normal_base)
     log_joint_rows(z, n, xb, W, inv_psi, log_p_const, lw)
     for k in range(n):
-        log_q = log_q_const
-        if normal_base:
-            uu = 0.0
-            for j in range(d):
-                uu += u[k, j] * u[k, j]
-            log_q -= 0.5 * uu
-        lw[k] -= log_q
+        lw[k] -= affine_log_q(u[k], log_q_const, normal_base)
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must

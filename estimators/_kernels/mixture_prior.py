@@ -38,6 +38,13 @@ def _log_mixture(z, log_w, locs, scales):
     return m + np.log(s) - _HALF_LOG_2PI
 
 
+@njit(cache=True, inline="always")
+def log_joint(z, x, p_log_w, p_locs, p_scales, noise):
+    """log p(x, z) = log sum_j w_j N(z; m_j, s_j^2) + log N(x; z, noise^2)."""
+    r = (x - z) / noise
+    return _log_mixture(z, p_log_w, p_locs, p_scales) - 0.5 * r * r - np.log(noise) - _HALF_LOG_2PI
+
+
 @njit(cache=True)
 def block(state, lw, n, args):
     """Block function for ``driver.log_weight_stats``."""
@@ -63,9 +70,7 @@ def block(state, lw, n, args):
         else:
             z = q_locs[0] + q_scales[0] * u[k]
             log_q = -np.log(q_scales[0])
-        r = (x - z) / noise
-        log_lik = -0.5 * r * r - np.log(noise) - _HALF_LOG_2PI
-        lw[k] = _log_mixture(z, p_log_w, p_locs, p_scales) + log_lik - log_q
+        lw[k] = log_joint(z, x, p_log_w, p_locs, p_scales, noise) - log_q
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
