@@ -3,10 +3,14 @@
     python -m bench run CONFIG.toml [--out DIR] [--workers N] [--fresh]
     python -m bench report DIR
     python -m bench list
+    python -m bench peers [--K 100 1000 ...] [--peers numpy jax torch] [--out CSV]
 
 ``run`` resumes: cells already finished in DIR are not recomputed.  The
-default DIR is ``results/<config name>``.  (``peers``, comparing with JAX and
-PyTorch implementations, is issue 5.)
+default DIR is ``results/<config name>``.  ``report`` first computes the
+lecture's claims (``bench.claims``, about a minute) into DIR unless DIR's
+claims.json already holds them; ``EVIDENCE_BENCH_MODE=smoke`` computes them at
+smoke sizes.  ``peers`` times the same work in
+this project's kernels and in NumPy, JAX and PyTorch (see ``bench.peers``).
 """
 
 from __future__ import annotations
@@ -27,14 +31,33 @@ def build_parser():
     r = sub.add_parser("run", help="run a sweep configuration (resumes finished cells)")
     r.add_argument("config", help="TOML sweep configuration (see bench/configs/)")
     r.add_argument("--out", default=None, help="results directory (default: results/<config name>)")
-    r.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: sequential)")
+    r.add_argument("--workers", type=int, default=None, help="local worker processes (default 1: sequential)")
+    r.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run the cells as Dask tasks: tcp://HOST:PORT (an existing scheduler) or local:N (a LocalCluster "
+        "of N worker processes on 127.0.0.1); needs the [distributed] extra. Results are identical to the "
+        "local executor's",
+    )
     r.add_argument("--fresh", action="store_true", help="recompute cells already finished in --out")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    rep = sub.add_parser("report", help="figures, report.html and report.md from a results directory")
+    rep = sub.add_parser("report", help="figures, report.html and report.md from a results directory "
+                         "(computes the lecture's claims into it first if they are not there)")
     rep.add_argument("dir", help="results directory written by `run`")
 
     sub.add_parser("list", help="problems, q presets, estimators, gradient methods and objectives")
+
+    pe = sub.add_parser("peers", help="samples/s of our kernels against NumPy, JAX and PyTorch")
+    pe.add_argument("--K", type=int, nargs="+", default=None, help="sample sizes (default 1e2 ... 1e6)")
+    pe.add_argument("--peers", nargs="+", default=None, help="peers to run (default: numpy jax torch)")
+    pe.add_argument("--repeats", type=int, default=5, help="timed calls per cell (median reported)")
+    pe.add_argument("--out", default=None, help="also write the table as CSV here")
+    pe.add_argument("--no-limits", action="store_true", help="skip measuring the machine's limits")
+    pe.add_argument(
+        "--no-scaling", action="store_true", help="skip throughput vs K to 1e8, peak memory and the thread speed-up"
+    )
     return parser
 
 
@@ -42,13 +65,27 @@ def _cmd_run(args):
     from .config import load_config
     from .runner import run
 
+    from .dask_executor import DistributedUnavailable, parse_scheduler
+
+    if args.scheduler is not None:
+        parse_scheduler(args.scheduler)  # a typo is an error before the config is even read
+        if args.workers is not None:
+            raise ValueError("workers: --workers is for the local executor; with --scheduler the workers are "
+                             "the scheduler's (local:N starts N)")
     sweeps = load_config(args.config)
     out = Path(args.out) if args.out else Path("results") / sweeps[0].name
     t0 = time.perf_counter()
-    df = run(sweeps, out=out, workers=args.workers, progress=False if args.no_progress else None, fresh=args.fresh)
+    try:
+        df = run(sweeps, out=out, workers=args.workers, scheduler=args.scheduler,
+                 progress=False if args.no_progress else None, fresh=args.fresh)
+    except DistributedUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - t0
     skipped = df.attrs.get("skipped", [])
     print(f"{len(df)} cells in {out / 'benchmarks.parquet'} ({elapsed:.1f} s)")
+    if args.scheduler is not None:
+        print(f"executor: {df.attrs.get('executor')}")
     if skipped:
         print(f"{len(skipped)} cells skipped (the estimator refuses them):")
         for reason, n in Counter(s["reason"] for s in skipped).most_common():
@@ -57,8 +94,17 @@ def _cmd_run(args):
 
 
 def _cmd_report(args):
-    from reports.report import build_report
+    from reports.report import build_report, load_results
 
+    from .claims import claims_mode, ensure_claims
+
+    load_results(args.dir)  # a results directory? (before the claims' minute of work)
+    mode = claims_mode()
+    computed = ensure_claims(
+        args.dir, mode, progress=lambda c: print(f"claim {c.id}: {c.verdict} ({c.seconds:.1f} s, {mode})", flush=True)
+    )
+    if computed:
+        print(f"claims: computed {len(computed)} into {Path(args.dir) / 'claims.json'}")
     paths = build_report(args.dir)
     for kind, path in paths.items():
         if kind != "figures":
@@ -87,10 +133,37 @@ def _cmd_list(args):
     return 0
 
 
+def _cmd_peers(args):
+    from . import peers
+    from .progress import Progress
+
+    Ks = tuple(args.K) if args.K else peers.DEFAULT_KS
+    for K in Ks:
+        if K < 1:
+            raise ValueError(f"K: every sample size must be >= 1, got {K}")
+    if args.repeats < 1:
+        raise ValueError(f"repeats: must be >= 1, got {args.repeats}")
+    names = tuple(args.peers) if args.peers else peers.PEER_NAMES
+    with Progress(total=3 * len(Ks) * (1 + len(names)), label="peers") as bar:
+        df, notes = peers.run_peers(Ks=Ks, peers=names, repeats=args.repeats, progress=lambda done, total: bar.update())
+    limits = None if args.no_limits else peers.machine_limits()
+    print(peers.format_table(df, notes, limits))
+    if not args.no_scaling:
+        from . import scaling
+
+        rows, slopes, scaling_notes = scaling.throughput_vs_K()
+        memory = [scaling.peak_memory("is_lg"), scaling.peak_memory("is_gm")]
+        print(scaling.format_scaling(rows, slopes, scaling_notes, memory, scaling.thread_speedup()))
+    if args.out:
+        df.to_csv(args.out, index=False)
+        print(f"table: {args.out}")
+    return 0
+
+
 def main(argv=None):
     """Entry point; returns the exit status (2 for a ValueError: bad config or input)."""
     args = build_parser().parse_args(argv)
-    handler = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list}[args.command]
+    handler = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "peers": _cmd_peers}[args.command]
     try:
         return handler(args)
     except ValueError as exc:

@@ -17,6 +17,7 @@ from .proposals import (
     Proposal,
     Uniform,
 )
+from .training import LinearEncoder, LinearVAEFit, fit_linear_vae, steps_to_reach
 from .warm_up import warm_up
 from .weights import WeightStats, weight_stats
 
@@ -39,4 +40,8 @@ __all__ = [
     "weight_stats",
     "WeightStats",
     "warm_up",
+    "fit_linear_vae",
+    "LinearVAEFit",
+    "LinearEncoder",
+    "steps_to_reach",
 ]

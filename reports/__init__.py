@@ -10,6 +10,16 @@ from .figures import (
     throughput_vs_k,
     variance_vs_k,
 )
+from .claims import (
+    claim_figure,
+    elbo_plus_kl_figure,
+    lecture_question_figure,
+    load_claims,
+    missing_pixels_figure,
+    reparam_variance_figure,
+    single_sample_bias_figure,
+    training_figure,
+)
 from .report import build_report, load_results, render_documents
 
 __all__ = [
@@ -22,4 +32,12 @@ __all__ = [
     "build_report",
     "render_documents",
     "load_results",
+    "load_claims",
+    "claim_figure",
+    "missing_pixels_figure",
+    "single_sample_bias_figure",
+    "elbo_plus_kl_figure",
+    "lecture_question_figure",
+    "reparam_variance_figure",
+    "training_figure",
 ]

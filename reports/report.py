@@ -13,6 +13,12 @@ own JSON (``pytest-benchmark.json``), draws the figures of
 already drawn (their list is ``figures/manifest.json``), e.g. once
 pytest-benchmark has written its JSON at the end of a session.
 
+When the directory holds the lecture's claims (``claims.json`` and
+``claims_*.parquet``, written by ``bench.claims``), both documents open with a
+"Claims" section: for each claim its statement, the rule that decides it, its
+figure (``figures/claim_<id>.png``, drawn by ``reports.claims``), its numbers
+and its verdict, "held" or "did not hold" -- all read from the files.
+
 ``reports`` only reads results; it never imports ``bench``.
 """
 
@@ -29,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import claims as C
 from . import figures as F
 
 __all__ = ["build_report", "render_documents", "load_results", "BENCHMARK_JSON"]
@@ -53,6 +60,7 @@ def load_results(results_dir):
         out[name] = json.loads(f.read_text()) if f.is_file() else None
     f = d / BENCHMARK_JSON
     out["pytest_benchmark"] = json.loads(f.read_text()) if f.is_file() else None
+    out["claims"] = C.load_claims(d)
     return out
 
 
@@ -125,8 +133,21 @@ def _draw_figures(res, fig_dir):
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
         manifest.append({"file": path.name, "title": title, "caption": caption})
+    for claim in res.get("claims") or []:
+        stem = f"claim_{claim['id']}"
+        _save_figure(C.claim_figure(claim), fig_dir, stem)
+        manifest.append({"file": f"{stem}.png", "title": claim["title"], "caption": claim["statement"],
+                         "section": "claims", "claim": claim["id"]})
     _atomic_text(fig_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _save_figure(fig, fig_dir, stem):
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".png.tmp", dir=fig_dir)
+    os.close(fd)
+    fig.savefig(tmp, dpi=_DPI, format="png")
+    os.chmod(tmp, _file_mode())
+    os.replace(tmp, fig_dir / f"{stem}.png")
 
 
 # --------------------------------------------------------------------------- tables
@@ -279,7 +300,73 @@ table.data{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}
 table.data th,table.data td{border:1px solid #ccc;padding:2px 6px;text-align:right}
 table.data th{background:#f0f0f0}figure{margin:1em 0}img{max-width:100%}
 figcaption{font-size:13px;color:#444}p.note{font-size:13px;color:#555}
+span.held{color:#fff;background:#2a7a2a;padding:1px 7px;border-radius:3px;font-weight:bold}
+span.nothold{color:#fff;background:#b03030;padding:1px 7px;border-radius:3px;font-weight:bold}
+div.claim{border-left:4px solid #bbb;padding-left:1em;margin:1.5em 0}
 """
+
+
+def _fmt_number(v):
+    """A claim's number as text: floats by ``_fmt``, lists element-wise, None as "never"."""
+    if v is None:
+        return "never"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt_number(u) for u in v) + "]"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return _fmt(float(v)) if isinstance(v, (float, np.floating)) else str(v)
+
+
+def _claims_overview(claims):
+    return pd.DataFrame({
+        "#": list(range(1, len(claims) + 1)),
+        "claim": [c["title"] for c in claims],
+        "verdict": [c["verdict"] for c in claims],
+        "mode": [c.get("mode", "") for c in claims],
+        "seconds": [float(c.get("seconds", math.nan)) for c in claims],
+    })
+
+
+def _claims_section(claims, manifest, d):
+    """(markdown lines, html parts) of the Claims section."""
+    figs = {m["claim"]: m for m in manifest if m.get("section") == "claims"}
+    held = sum(c["verdict"] == "held" for c in claims)
+    intro = (f"The lecture's claims, each decided by a rule stated before measuring: {held} of {len(claims)} held. "
+             "Every number below is computed by bench/claims.py (exact answers or Monte Carlo estimates with their "
+             "standard errors); the verdict is the rule applied to these numbers.")
+    md = ["## Claims", "", intro, "", _md_table(_claims_overview(claims)), ""]
+    h = ["<h2>Claims</h2>", f"<p>{html.escape(intro)}</p>", _html_table(_claims_overview(claims))]
+    for i, c in enumerate(claims, start=1):
+        v = c["verdict"]
+        order = [k for k in c.get("number_order", []) if k in c["numbers"]]
+        order += [k for k in c["numbers"] if k not in order]
+        nums = pd.DataFrame({"number": order, "value": [_fmt_number(c["numbers"][k]) for k in order]})
+        md += [f"### Claim {i}: {c['title']} — **{v}**", "", f"**Statement.** {c['statement']}", "",
+               f"**Rule.** {c['rule']}", ""]
+        css = "held" if v == "held" else "nothold"
+        h += [f"<div class='claim'><h3>Claim {i}: {html.escape(c['title'])} "
+              f"<span class='{css}'>{html.escape(v)}</span></h3>",
+              f"<p><b>Statement.</b> {html.escape(c['statement'])}</p>",
+              f"<p><b>Rule.</b> {html.escape(c['rule'])}</p>"]
+        m = figs.get(c["id"])
+        if m is not None and (d / "figures" / m["file"]).is_file():
+            data = base64.b64encode((d / "figures" / m["file"]).read_bytes()).decode("ascii")
+            md += [f"![{c['title']}](figures/{m['file']})", ""]
+            h.append(f"<figure><img alt='{html.escape(c['title'])}' src='data:image/png;base64,{data}'></figure>")
+        else:
+            md += ["(figure not drawn yet: run `python -m bench report DIR`)", ""]
+            h.append("<p class='note'>(figure not drawn yet: run <code>python -m bench report DIR</code>)</p>")
+        md += ["**Numbers.**", "", _md_table(nums), ""]
+        h += ["<p><b>Numbers.</b></p>", _html_table(nums)]
+        for note in c.get("notes", []):
+            md += [f"- {note}"]
+            h.append(f"<p class='note'>{html.escape(note)}</p>")
+        md += ["", f"**Verdict: {v}** ({c.get('mode', '')} mode, {float(c.get('seconds', math.nan)):.1f} s).", ""]
+        h.append(f"<p><b>Verdict:</b> <span class='{css}'>{html.escape(v)}</span> "
+                 f"({html.escape(str(c.get('mode', '')))} mode, {float(c.get('seconds', math.nan)):.1f} s)</p></div>")
+    return md, h
 
 
 def _summary(res):
@@ -297,6 +384,12 @@ def _summary(res):
         f = fit.iloc[-1]
         lines.append(f"Jensen gap = KL: fitted slope {f['slope']:.5f} ± {f['slope_se']:.5f} "
                      f"over {int(f['n_points'])} (problem, q) points ({f['problem']}).")
+    claims = res.get("claims") or []
+    if claims:
+        held = [c for c in claims if c["verdict"] == "held"]
+        lines.append(f"The lecture's claims: {len(held)} of {len(claims)} held"
+                     + ("; did not hold: " + "; ".join(c["title"] for c in claims if c["verdict"] != "held")
+                        if len(held) < len(claims) else "") + " (section Claims).")
     return lines
 
 
@@ -317,9 +410,15 @@ def render_documents(results_dir):
     h = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
          f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}: {html.escape(name)}</h1>"]
     h += [f"<p>{html.escape(s)}</p>" for s in summary]
+    if res.get("claims"):
+        c_md, c_h = _claims_section(res["claims"], manifest, d)
+        md += c_md
+        h += c_h
     md.append("## Figures\n")
     h.append("<h2>Figures</h2>")
     for m in manifest:
+        if m.get("section") == "claims":
+            continue
         png = d / "figures" / m["file"]
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         md += [f"### {m['title']}", "", f"![{m['title']}](figures/{m['file']})", "", m["caption"], ""]

@@ -50,9 +50,9 @@ R = 20
 """
 
 
-def _bench(*args, cwd, timeout=300):
+def _bench(*args, cwd, timeout=300, env=None):
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def test_run_then_report_end_to_end(tmp_path):
@@ -67,8 +67,10 @@ def test_run_then_report_end_to_end(tmp_path):
     assert len(df) == n_cells == len(list((out / "cells").glob("*.parquet")))
     assert (out / "jensen.parquet").is_file() and (out / "sweep.json").is_file()
 
-    r = _bench("report", str(out), cwd=tmp_path)
+    # the report computes the lecture's claims first (smoke sizes here: EVIDENCE_BENCH_MODE=smoke)
+    r = _bench("report", str(out), cwd=tmp_path, env={**os.environ, "EVIDENCE_BENCH_MODE": "smoke"})
     assert r.returncode == 0, r.stderr
+    assert "claims: computed" in r.stdout and (out / "claims.json").is_file()
     figures = sorted((out / "figures").glob("*.png"))
     assert len(figures) >= 7
     for f in figures:
@@ -81,6 +83,7 @@ def test_run_then_report_end_to_end(tmp_path):
     assert "<table" in html and "Jensen gap vs KL" in html and "src='figures/" not in html  # self-contained
     md = (out / "report.md").read_text()
     assert all(f"](figures/{f.name})" in md for f in figures) and "| problem |" in md
+    assert "<h2>Claims</h2>" in html and "## Claims" in md
 
 
 def test_list_names_everything(tmp_path):

@@ -1,0 +1,453 @@
+r"""The lecture's claims in the report: read ``claims.json`` and the
+``claims_<id>__<table>.parquet`` tables that ``bench.claims`` wrote into a
+results directory, and draw each claim's figure.
+
+Nothing here computes a claim's number or verdict: they are read as written.
+The figure functions take DataFrames (and the claim's numbers for the
+thresholds its rule states) and return a ``matplotlib.figure.Figure`` built
+without pyplot, like ``reports.figures``:
+
+* ``missing_pixels_figure``   the observed half digit, completions from the exact
+                              posterior and from each q, and log p̂ − log p(x) vs K;
+* ``single_sample_bias_figure``  E[log p̂] vs K between the ELBO and log p(x), and E[p̂/p];
+* ``elbo_plus_kl_figure``     the Monte Carlo Jensen gap against the exact KL;
+* ``lecture_question_figure`` the bimodal posterior with N(2, 2) and N(−4, 0.75) in both readings;
+* ``reparam_variance_figure`` gradient variance per method vs K and the ratio to reparam;
+* ``training_figure``         exact training curves of the linear VAE / SVI runs.
+
+``claim_figure(claim)`` picks the function named by the claim's ``figure``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from .figures import jensen_gap_vs_kl
+
+__all__ = [
+    "CLAIMS_JSON",
+    "load_claims",
+    "claim_figure",
+    "missing_pixels_figure",
+    "single_sample_bias_figure",
+    "elbo_plus_kl_figure",
+    "lecture_question_figure",
+    "reparam_variance_figure",
+    "training_figure",
+]
+
+CLAIMS_JSON = "claims.json"
+_Q_COLORS = {"uniform (φ = 0.5)": "tab:red", "φ = 1": "tab:gray", "φ = posterior marginals": "tab:blue"}
+_METHOD_COLORS = {"reparam": "tab:blue", "score_loo": "tab:orange", "score": "tab:red"}
+
+
+def _unjson(v):
+    if isinstance(v, str) and v in ("inf", "-inf", "nan"):
+        return float(v)
+    if isinstance(v, list):
+        return [_unjson(u) for u in v]
+    return v
+
+
+def load_claims(results_dir):
+    """The claims of a results directory, in order: a list of dicts (the
+    entries of claims.json, numbers decoded) with ``tables`` mapping each
+    table's name to its DataFrame.  [] when the directory has no claims.json."""
+    d = Path(results_dir)
+    f = d / CLAIMS_JSON
+    if not f.is_file():
+        return []
+    entries = json.loads(f.read_text())["claims"]
+    out = []
+    for e in sorted(entries, key=lambda e: e.get("order", 0)):
+        e = dict(e)
+        e["numbers"] = {k: _unjson(v) for k, v in e["numbers"].items()}
+        tables = {}
+        for name, fname in e.get("tables", {}).items():
+            path = d / fname
+            if not path.is_file():
+                raise ValueError(f"results_dir: claim {e['id']!r} lists {fname}, which is missing")
+            tables[name] = pd.read_parquet(path)
+        e["tables"] = tables
+        out.append(e)
+    return out
+
+
+def _require(df, columns, what):
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"df: {what} needs columns {missing}")
+
+
+# --------------------------------------------------------------------------- missing pixels
+def _image_axes_style(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for sp in ax.spines.values():
+        sp.set_color("0.7")
+
+
+def missing_pixels_figure(images, errors, latent_rows=4):
+    r"""The lecture's "complete the top half of the digit".
+
+    Top: the observed image x (missing pixels hatched red), the digit itself,
+    and ``n`` completions z drawn from the exact posterior p(z|x) and from each
+    q (rows; the completed top ``latent_rows`` rows are framed).  ``images`` has
+    columns panel, sample, p00..p63 (NaN = missing).
+
+    Bottom: the error :math:`\log\hat p(x) - \log p(x)` of uniform Monte Carlo
+    and of importance sampling under each q, vs K: left the mean over R
+    replicates ±1 sd of one estimate (symlog axis: the errors span 1e-4 to
+    1e2 nats and have a sign); right the RMSE
+    :math:`\sqrt{E[(\log\hat p - \log p)^2]}` ±1 SE on log-log axes, with the
+    exact error of φ = 1 (a constant, ``exact_error``) dashed.  ``errors``:
+    columns q, K, R, mean_error, sd_error, rmse, rmse_se, exact_error.
+    """
+    _require(images, ["panel", "sample", "p00"], "missing_pixels_figure")
+    _require(errors, ["q", "K", "R", "mean_error", "sd_error", "rmse", "rmse_se", "exact_error"],
+             "missing_pixels_figure")
+    pix = [c for c in images.columns if c.startswith("p") and c[1:].isdigit()]
+    side = int(round(math.sqrt(len(pix))))
+    if side * side != len(pix):
+        raise ValueError(f"images: expected a square number of pixel columns, got {len(pix)}")
+    panels = list(dict.fromkeys(images["panel"]))
+    singles = [pn for pn in panels if (images["panel"] == pn).sum() == 1]
+    rows = [pn for pn in panels if pn not in singles]
+    n_cols = max(int((images["panel"] == pn).sum()) for pn in rows) if rows else 1
+
+    fig = Figure(figsize=(13, 12.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.35, 1.0])
+    grid = top.add_gridspec(1 + len(rows), n_cols + 1, width_ratios=[1.7] + [1] * n_cols)
+    cmap = matplotlib.colormaps["Greys"].with_extremes(bad="white")
+
+    def draw(ax, vec, missing_frame):
+        img = np.asarray(vec, float).reshape(side, side)
+        ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        if np.isnan(img).any():
+            ax.add_patch(Rectangle((-0.5, -0.5), side, latent_rows, fill=False, hatch="///", ec="tab:red", lw=0))
+        if missing_frame:
+            ax.add_patch(Rectangle((-0.5, -0.5), side, latent_rows, fill=False, ec="tab:orange", lw=1.5))
+        _image_axes_style(ax)
+
+    if singles:
+        label_ax = top.add_subplot(grid[0, 0])
+        label_ax.axis("off")
+        label_ax.text(1.0, 0.5, "the observation x\nand the digit", ha="right", va="center", fontsize=10,
+                      transform=label_ax.transAxes)
+    for j, pn in enumerate(singles[:n_cols]):
+        ax = top.add_subplot(grid[0, j + 1])
+        draw(ax, images.loc[images["panel"] == pn, pix].iloc[0], False)
+        ax.set_title(pn, fontsize=8)
+    for i, pn in enumerate(rows, start=1):
+        label_ax = top.add_subplot(grid[i, 0])
+        label_ax.axis("off")
+        label_ax.text(1.0, 0.5, pn, ha="right", va="center", fontsize=10, transform=label_ax.transAxes)
+        sub = images[images["panel"] == pn].sort_values("sample")
+        for j, (_, r) in enumerate(sub.iterrows()):
+            ax = top.add_subplot(grid[i, j + 1])
+            draw(ax, r[pix], True)
+    top.suptitle(f"Completing the missing top half ({latent_rows} rows, hatched): samples of z from the exact "
+                 "posterior and from each q (completed rows framed)", fontsize=11)
+
+    ax_mean, ax_rmse = bottom.subplots(1, 2)
+    for q, g in errors.groupby("q", sort=False):
+        g = g.sort_values("K")
+        color = _Q_COLORS.get(q, None)
+        K = g["K"].to_numpy(float)
+        R = sorted(set(int(r) for r in g["R"]))
+        label = (f"uniform MC, {q}" if q.startswith("uniform") else f"IS, q with {q}") + f" (R = {'/'.join(map(str, R))})"
+        eb = ax_mean.errorbar(K, g["mean_error"], yerr=2 * g["mean_error_se"], marker="o", ms=4, capsize=3,
+                              color=color, label=label)
+        eb.lines[0].set_gid(f"mean_error:{q}")
+        y, se = g["rmse"].to_numpy(float), g["rmse_se"].to_numpy(float)
+        ok = y > 0
+        eb = ax_rmse.errorbar(K[ok], y[ok], yerr=np.vstack([np.minimum(se[ok], 0.9 * y[ok]), se[ok]]), marker="o",
+                              ms=4, capsize=3, color=color, label=label)
+        eb.lines[0].set_gid(f"rmse:{q}")
+        exact = g["exact_error"].to_numpy(float)
+        if np.isfinite(exact).any():
+            e = float(exact[np.isfinite(exact)][0])
+            ax_mean.axhline(e, color=color, ls="--", lw=1)
+            ax_rmse.axhline(abs(e), color=color, ls="--", lw=1,
+                            label=f"φ = 1, exact: log p(x, z = 1) − log p(x) = {e:.1f} at every K")
+    ax_mean.axhline(0, color="k", lw=0.8)
+    lo = float(np.nanmin(errors["mean_error"] - 2 * errors["mean_error_se"]))
+    hi = float(np.nanmax(errors["mean_error"] + 2 * errors["mean_error_se"]))
+    ax_mean.set_ylim(min(lo * 1.8, -1e-2), max(hi * 1.8, 1e-2))
+    ax_mean.set_xscale("log")
+    ax_mean.set_yscale("symlog", linthresh=1e-3)
+    ax_mean.set_xlabel("K (samples per estimate)")
+    ax_mean.set_ylabel(r"mean of $\log\hat p(x) - \log p(x)$  [nats] (±2 SE)")
+    ax_mean.set_title("Mean error of the log estimate (symlog axis; 0 = exact)")
+    ax_rmse.set_xscale("log")
+    ax_rmse.set_yscale("log")
+    ax_rmse.set_xlabel("K (samples per estimate)")
+    ax_rmse.set_ylabel(r"RMSE of $\log\hat p(x)$  [nats] (±1 SE)")
+    ax_rmse.set_title("Root-mean-square error")
+    for ax in (ax_mean, ax_rmse):
+        ax.grid(True, which="major", alpha=0.3)
+    handles, labels = ax_rmse.get_legend_handles_labels()
+    bottom.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
+    bottom.suptitle("Uniform Monte Carlo vs importance sampling: log p̂(x) − log p(x) against K", fontsize=11)
+    return fig
+
+
+# --------------------------------------------------------------------------- single-sample bias
+def single_sample_bias_figure(table):
+    r"""Left: the mean of log p̂(x) over R replicates vs K (±2 SE), between the
+    exact ELBO(q) (its expectation at K = 1) and log p(x) (its limit).  Right:
+    the mean of p̂/p (±2 exact SE, from Var_q[w]), which is 1 at every K."""
+    _require(table, ["K", "R", "mean_log_p_hat", "mean_log_p_hat_se", "mean_ratio", "mean_ratio_se_exact",
+                     "log_p_x", "elbo"], "single_sample_bias_figure")
+    t = table.sort_values("K")
+    K = t["K"].to_numpy(float)
+    log_p, elbo = float(t["log_p_x"].iloc[0]), float(t["elbo"].iloc[0])
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    eb = a.errorbar(K, t["mean_log_p_hat"], yerr=2 * t["mean_log_p_hat_se"], marker="o", ms=4, capsize=3,
+                    color="tab:blue", label=r"mean of $\log\hat p(x)$ (±2 SE)")
+    eb.lines[0].set_gid("mean_log_p_hat")
+    a.axhline(log_p, color="k", lw=1.2, label=f"log p(x) = {log_p:.4f} (exact)")
+    a.axhline(elbo, color="tab:red", ls="--", lw=1.2, label=f"ELBO(q) = {elbo:.4f} (exact)")
+    a.set_xscale("log")
+    a.set_xlabel("K (samples per estimate)")
+    a.set_ylabel(r"$E[\log\hat p(x)]$  [nats]")
+    a.set_title(r"Mean of $\log\hat p$ vs K (theory: the ELBO at K = 1, log p(x) as K → ∞)")
+    a.legend(fontsize=8, loc="lower right")
+    a.grid(True, alpha=0.3)
+    eb = b.errorbar(K, t["mean_ratio"], yerr=2 * t["mean_ratio_se_exact"], marker="s", ms=4, capsize=3,
+                    color="tab:green", label=r"mean of $\hat p(x)/p(x)$ (±2 exact SE)")
+    eb.lines[0].set_gid("mean_ratio")
+    b.axhline(1.0, color="k", lw=1, label="1 (unbiased)")
+    b.set_xscale("log")
+    b.set_xlabel("K (samples per estimate)")
+    b.set_ylabel(r"$E[\hat p(x)] / p(x)$")
+    b.set_title(r"Mean of $\hat p/p$ vs K (theory: 1 at every K)")
+    b.legend(fontsize=8)
+    b.grid(True, alpha=0.3)
+    Rs = sorted(set(int(r) for r in t["R"]))
+    fig.suptitle("The single-sample log estimate is biased: E[log p̂] at K = 1 is the ELBO, not log p(x) "
+                 f"(R = {'/'.join(map(str, Rs))} replicates)")
+    return fig
+
+
+# --------------------------------------------------------------------------- ELBO + KL
+def elbo_plus_kl_figure(table, tolerance_se=4.0):
+    """``reports.figures.jensen_gap_vs_kl`` on the claim's table (problem, q,
+    kl, gap, gap_se): the Monte Carlo gap log p(x) − E[ELBO estimate] against
+    the exact KL on y = x, residuals in SE below."""
+    fig = jensen_gap_vs_kl(table, None, tolerance_se=tolerance_se)
+    for ax in fig.axes:  # under two decades, label 1-2-5 ticks instead of colliding minor labels
+        for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            if axis.get_scale() == "log" and lim[0] > 0 and lim[1] / lim[0] < 100:
+                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                axis.set_minor_formatter(NullFormatter())
+    K = sorted(set(int(k) for k in table["K"])) if "K" in table else []
+    R = sorted(set(int(r) for r in table["R"])) if "R" in table else []
+    fig.suptitle("ELBO + KL = log p(x): the Monte Carlo gap log p(x) − mean ELBO estimate vs the exact "
+                 f"KL(q ‖ p(z|x)) (K = {'/'.join(map(str, K))}, R = {'/'.join(map(str, R))})")
+    return fig
+
+
+# --------------------------------------------------------------------------- the lecture's question
+def lecture_question_figure(densities, summary):
+    r"""Left: the exact posterior p(z|x) of MixturePrior.lecture() (grey) with
+    the two candidate q, read as N(μ, σ²) (solid) and as N(μ, σ) (dashed);
+    the legend carries each KL(q ‖ p).  Right: KL(q ‖ p) (the ELBO's
+    divergence) and KL(p ‖ q) for the four q, log scale."""
+    _require(densities, ["z", "posterior"], "lecture_question_figure")
+    _require(summary, ["reading", "role", "q", "kl", "kl_forward"], "lecture_question_figure")
+    fig = Figure(figsize=(13, 5), layout="constrained")
+    a, b = fig.subplots(1, 2, width_ratios=[1.5, 1])
+    z = densities["z"].to_numpy(float)
+    a.fill_between(z, densities["posterior"], color="0.8", label="exact posterior p(z|x)")
+    a.plot(z, densities["posterior"], color="0.3", lw=1.2, gid="posterior")
+    for r in summary.itertuples():
+        color = "tab:blue" if r.role == "good" else "tab:red"
+        ls = "-" if r.reading == "variance" else "--"
+        a.plot(z, densities[r.q], color=color, ls=ls, lw=1.6, gid=f"q:{r.q}",
+               label=f"{r.q}: KL(q‖p) = {r.kl:.3f}")
+    a.set_xlabel("z")
+    a.set_ylabel("density")
+    a.set_title("The bimodal posterior and the two candidates")
+    a.legend(fontsize=8, loc="upper left")
+    a.grid(True, alpha=0.3)
+    x = np.arange(len(summary))
+    w = 0.38
+    a1 = b.bar(x - w / 2, summary["kl"], w, color="tab:purple", label="KL(q ‖ p)  (the ELBO's)")
+    a2 = b.bar(x + w / 2, summary["kl_forward"], w, color="tab:olive", label="KL(p ‖ q)")
+    for bars in (a1, a2):
+        for rect in bars:
+            b.text(rect.get_x() + rect.get_width() / 2, rect.get_height(), f"{rect.get_height():.2f}",
+                   ha="center", va="bottom", fontsize=7)
+    b.set_xticks(x)
+    b.set_xticklabels([q.replace(" read as ", "\nas ") for q in summary["q"]], fontsize=7)
+    b.set_yscale("log")
+    b.set_ylabel("KL divergence [nats]")
+    b.set_title("Both directions, both readings")
+    b.legend(fontsize=8)
+    b.grid(True, axis="y", alpha=0.3)
+    fig.suptitle("Which approximates p(z|x) better: N(2, 2) or N(−4, 0.75)?  (exact, by quadrature)")
+    return fig
+
+
+# --------------------------------------------------------------------------- reparameterization
+def reparam_variance_figure(table, n_se=5.0):
+    r"""Left: tr Cov(ĝ) of each ELBO-gradient estimator vs K (log-log, ±1 SE),
+    one colour per method, one line style per q.  Right: the variance ratio
+    to reparam, :math:`\operatorname{tr}\mathrm{Cov}(\text{method}) /
+    \operatorname{tr}\mathrm{Cov}(\text{reparam})`, with ±``n_se`` SE bars
+    (the claim's rule) and the line ratio = 1."""
+    _require(table, ["q", "K", "method", "variance", "variance_se", "ratio_to_reparam", "ratio_to_reparam_se"],
+             "reparam_variance_figure")
+    fig = Figure(figsize=(12.5, 5), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    styles = ["-", "--", ":", "-."]
+    for i, (q, gq) in enumerate(table.groupby("q", sort=False)):
+        ls = styles[i % len(styles)]
+        for method, g in gq.groupby("method", sort=False):
+            g = g.sort_values("K")
+            color = _METHOD_COLORS.get(method, "0.3")
+            K = g["K"].to_numpy(float)
+            v, se = g["variance"].to_numpy(float), g["variance_se"].to_numpy(float)
+            eb = a.errorbar(K, v, yerr=np.vstack([np.minimum(se, 0.9 * v), se]), color=color, ls=ls, marker="o",
+                            ms=4, capsize=2, label=f"{method}, q = {q}")
+            eb.lines[0].set_gid(f"variance:{method}:{q}")
+            if method != "reparam":
+                r, rse = g["ratio_to_reparam"].to_numpy(float), g["ratio_to_reparam_se"].to_numpy(float)
+                eb = b.errorbar(K, r, yerr=np.vstack([np.minimum(n_se * rse, 0.95 * r), n_se * rse]), color=color,
+                                ls=ls, marker="s", ms=4, capsize=3, label=f"{method} / reparam, q = {q}")
+                eb.lines[0].set_gid(f"ratio:{method}:{q}")
+    b.axhline(1.0, color="k", lw=1)
+    methods = list(dict.fromkeys(table["method"]))
+    qs = list(dict.fromkeys(table["q"]))
+    handles = [Line2D([], [], color=_METHOD_COLORS.get(m, "0.3"), marker="o", label=m) for m in methods]
+    handles += [Line2D([], [], color="k", ls=styles[i % len(styles)], label=f"q = {q}") for i, q in enumerate(qs)]
+    for ax in (a, b):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("K (samples per estimate)")
+        ax.grid(True, which="major", alpha=0.3)
+    a.legend(handles=handles, fontsize=8, loc="best")
+    b.legend(handles=[h for h in handles if h.get_label() != "reparam"]
+             + [Line2D([], [], color="k", lw=1, label="ratio = 1")], fontsize=8, loc="lower right")
+    a.set_ylabel(r"tr Cov$(\hat g)$ (±1 SE)")
+    a.set_title("Variance of the ELBO-gradient estimators")
+    b.set_ylabel(f"variance ratio to reparam (±{n_se:g} SE)")
+    b.set_title("Score function over pathwise (> 1: reparam is less noisy)")
+    R = sorted(set(int(r) for r in table["R"])) if "R" in table else []
+    fig.suptitle("The reparameterization trick: gradient variance, score function vs pathwise "
+                 f"(MixturePrior.lecture(), R = {'/'.join(map(str, R))})")
+    return fig
+
+
+# --------------------------------------------------------------------------- training curves
+def training_figure(curves, steps=None, numbers=None):
+    r"""Exact training curves (every value closed form, from the fitted θ and φ).
+
+    Without ``steps`` (the VAE/SVI claim): left the average log-likelihood
+    below the PPCA maximum, right the exact ELBO gap (average KL), both log y,
+    per run, with the rule's thresholds (``numbers['eps']``, ``numbers['gap_tol']``)
+    dashed.  With ``steps`` (a steps-to-reach claim): the ELBO below the PPCA
+    maximum per run (colour = method, one line per seed), each run's
+    tolerance (25% of its initial gap) as a dotted segment and the step where
+    it is reached as a marker; right, the steps per method and seed."""
+    _require(curves, ["run", "step", "ll_below_max", "elbo_below_max", "gap"], "training_figure")
+    numbers = numbers or {}
+    fig = Figure(figsize=(12.5, 4.9), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    floor = 1e-5
+
+    if steps is None:
+        for run, g in curves.groupby("run", sort=False):
+            g = g.sort_values("step")
+            a.plot(g["step"], np.maximum(g["ll_below_max"], floor), marker="o", ms=3, label=run, gid=f"ll:{run}")
+            b.plot(g["step"], np.maximum(g["gap"], floor), marker="o", ms=3, label=run, gid=f"gap:{run}")
+        if "eps" in numbers:
+            a.axhline(numbers["eps"], color="k", ls="--", lw=1, label=f"ε = {numbers['eps']:g} (the rule)")
+        if "gap_tol" in numbers:
+            b.axhline(numbers["gap_tol"], color="k", ls="--", lw=1, label=f"{numbers['gap_tol']:g} (the rule)")
+        a.set_ylabel("PPCA max − average log p(x)  [nats]")
+        a.set_title("Log-likelihood below the maximum-likelihood optimum")
+        b.set_ylabel("average KL(q ‖ p(z|x)) = log p − ELBO  [nats]")
+        b.set_title("Exact ELBO gap")
+        title = "SVI and the amortized linear VAE: exact training curves"
+        for ax in (a, b):
+            ax.set_yscale("log")
+            ax.set_xlabel("θ step")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
+    else:
+        _require(steps, ["method", "seed", "tolerance", "steps_to_reach", "reached"], "training_figure")
+        seeds = sorted(set(int(s) for s in steps["seed"]))
+        for (method, seed), g in curves.groupby(["method", "seed"], sort=False):
+            g = g.sort_values("step")
+            color = _METHOD_COLORS.get(method, "0.3")
+            a.plot(g["step"], np.maximum(g["elbo_below_max"], floor), color=color, lw=1.1, alpha=0.85,
+                   label=method if seed == seeds[0] else None, gid=f"elbo:{method}:{seed}")
+            s = steps[(steps["method"] == method) & (steps["seed"] == seed)].iloc[0]
+            a.plot([g["step"].min(), g["step"].max()], [s["tolerance"]] * 2, color=color, ls=":", lw=0.8)
+            if s["reached"]:
+                a.plot([s["steps_to_reach"]], [s["tolerance"]], marker="v", color=color, ms=7, ls="none")
+        a.plot([], [], "k:", lw=0.8, label="25% of the initial gap (per run)")
+        a.plot([], [], "kv", ls="none", label="reached")
+        a.set_yscale("log")
+        a.set_xlabel("θ step")
+        a.set_ylabel("PPCA max − average ELBO  [nats]")
+        a.set_title("Exact ELBO below the optimum, one line per seed")
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=7)
+        methods = list(dict.fromkeys(steps["method"]))
+        for i, method in enumerate(methods):
+            g = steps[steps["method"] == method]
+            xs = i + np.linspace(-0.15, 0.15, len(g)) if len(g) > 1 else np.array([float(i)])
+            color = _METHOD_COLORS.get(method, "0.3")
+            b.scatter(xs, g["steps_to_reach"], color=color, s=40, zorder=3,
+                      label=f"{method}: median {float(np.median(g['steps_to_reach'])):g}")
+            b.hlines(float(np.median(g["steps_to_reach"])), i - 0.3, i + 0.3, color=color, lw=2)
+        if "steps" in numbers:
+            b.axhline(numbers["steps"] + 1, color="0.5", ls="--", lw=1, label=f"never reached ({numbers['steps']} + 1)")
+        b.set_xticks(range(len(methods)))
+        b.set_xticklabels(methods)
+        b.set_xlabel("encoder gradient estimator (K = %s)" % numbers.get("K", "?"))
+        b.set_ylabel("steps to close 75% of the initial ELBO gap")
+        b.set_title("Steps to reach, per seed (bar: median)")
+        b.grid(True, axis="y", alpha=0.3)
+        b.legend(fontsize=7)
+        title = (f"Linear VAE (D = {numbers.get('D', '?')}, d = {numbers.get('d', '?')}): score-function vs "
+                 "reparameterization encoder gradients at equal K")
+    fig.suptitle(title)
+    return fig
+
+
+# --------------------------------------------------------------------------- dispatch
+def claim_figure(claim):
+    """The figure of one claim entry (as ``load_claims`` returns it)."""
+    kind, t, n = claim.get("figure"), claim["tables"], claim["numbers"]
+    if kind == "missing_pixels":
+        return missing_pixels_figure(t["images"], t["errors"])
+    if kind == "single_sample_bias":
+        return single_sample_bias_figure(t["bias"])
+    if kind == "elbo_plus_kl":
+        return elbo_plus_kl_figure(t["gap"])
+    if kind == "lecture_question":
+        return lecture_question_figure(t["densities"], t["summary"])
+    if kind == "reparam_variance":
+        return reparam_variance_figure(t["variance"])
+    if kind == "training":
+        return training_figure(t["curves"], t.get("steps"), n)
+    raise ValueError(f"claim: unknown figure kind {kind!r} for claim {claim.get('id')!r}")
