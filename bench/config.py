@@ -33,6 +33,7 @@ Every mistake is a ValueError naming the key, e.g. ``sweep[0].K[2]: must be
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,8 @@ _BLOCK = {"problems", "q", "estimators", "K", "R", "methods", "objectives"}
 
 def load_config(path):
     """Read a TOML sweep configuration: a list of ``Sweep`` (one per ``[[sweep]]``)."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"config: expected a file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config: no such file {str(path)!r}")

@@ -5,19 +5,21 @@ An executor is any object with
     map_unordered(fn, tasks) -> iterator of (index, result)
 
 that calls ``fn(task)`` for every task (``fn`` and the tasks are picklable:
-``fn`` is a module-level function, tasks are frozen dataclasses) and yields
-each result, tagged with the task's index, *as it finishes* -- in any order.
-``bench.run`` stores each finished cell as it arrives, so the order does not
-matter for the results.  An exception in a task propagates out of the
-iterator (cells already finished stay stored).
+``bench.run`` passes ``run_cell`` and the ``Cell`` objects, a frozen
+dataclass) and yields each result, tagged with the task's index, *as it
+finishes* -- in any order.  ``bench.run`` writes each finished cell's row
+itself, in the calling process, as it arrives, so the order does not matter
+for the results and the workers never touch the results directory.  An
+exception in a task propagates out of the iterator (cells already finished
+stay stored).
 
 ``LocalExecutor(workers=1)`` runs the cells one after another in this
 process; ``workers > 1`` uses a ``concurrent.futures.ProcessPoolExecutor``
 (spawned processes, each with one numba thread, so the workers do not
-oversubscribe the cores).  A Dask executor only has to implement the same
-method, e.g. with ``client.submit`` and ``distributed.as_completed``
-(issue 7).  Timing columns measured under a parallel executor include the
-contention between workers.
+oversubscribe the cores).  ``bench.dask_executor.DaskExecutor`` implements
+the same method on a Dask cluster (``bench.run(..., scheduler=...)``,
+``python -m bench run --scheduler``).  Timing columns measured under a
+parallel executor include the contention between workers.
 """
 
 from __future__ import annotations

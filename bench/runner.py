@@ -35,11 +35,12 @@ Row semantics (one row per cell; NaN where a column does not apply):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
+import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,17 @@ from .presets import make_q
 from .progress import Progress
 from .sweep import Cell, Sweep, cell_seed
 
-__all__ = ["SCHEMA", "TIMING_COLUMNS", "run_cell", "run", "REFERENCE_METHOD", "IWAE_REF_REPLICATES"]
+__all__ = [
+    "SCHEMA",
+    "TIMING_COLUMNS",
+    "run_cell",
+    "run_cells",
+    "task_groups",
+    "task_cost",
+    "run",
+    "REFERENCE_METHOD",
+    "IWAE_REF_REPLICATES",
+]
 
 REFERENCE_METHOD = "score"  # variance_ratio is relative to this method
 IWAE_REF_REPLICATES = 20000  # replicates of the iwae reference gradient
@@ -164,6 +175,8 @@ def gradient_probe(cell: Cell):
 
 def run_cell(cell: Cell) -> dict:
     """Compute one cell's row (see the module docstring)."""
+    if not isinstance(cell, Cell):
+        raise ValueError(f"cell: expected a bench.Cell (e.g. from Sweep.cells()), got {type(cell).__name__}")
     p, x = cell.spec.build()
     q = make_q(p, x, cell.q)
     row = _empty_row(cell)
@@ -222,25 +235,58 @@ def run_cell(cell: Cell) -> dict:
     return row
 
 
-@dataclass(frozen=True)
-class _Task:
-    cell: Cell
-    out: str
+def task_groups(cells) -> list:
+    """The cells as executor tasks: tuples of cells, in order.  Gradient cells
+    of the "iwae" objective that share a reference gradient (same problem, q,
+    K and root seed: the methods) form one task, so the reference -- 20000
+    replicates at that K, often dearer than the cells themselves -- is
+    computed once, in one process, as in a sequential run; every other cell
+    is a task of its own."""
+    tasks, shared = [], {}
+    for cell in cells:
+        if cell.estimator == "gradient" and cell.objective == "iwae":
+            key = (cell.spec, cell.q, cell.K, cell.root_seed)
+            if key in shared:
+                tasks[shared[key]].append(cell)
+                continue
+            shared[key] = len(tasks)
+        tasks.append([cell])
+    return [tuple(t) for t in tasks]
 
 
-def _run_and_store(task: _Task):
-    row = run_cell(task.cell)
-    storage.write_cell(task.out, task.cell.cell_id, row, SCHEMA)
-    return task.cell.cell_id
+def task_cost(task) -> int:
+    """A rough cost of a task, in samples drawn: K * R per cell, plus the
+    iwae reference gradient's IWAE_REF_REPLICATES * K for a group that needs
+    one.  Only used to order the tasks."""
+    cost = sum(c.K * c.R for c in task)
+    if task[0].estimator == "gradient" and task[0].objective == "iwae":
+        cost += IWAE_REF_REPLICATES * task[0].K
+    return cost
+
+
+def run_cells(cells) -> list:
+    """``[run_cell(c) for c in cells]``: one executor task (see ``task_groups``)."""
+    return [run_cell(c) for c in cells]
 
 
 def _as_sweeps(sweep):
     if isinstance(sweep, Sweep):
         return [sweep]
+    if isinstance(sweep, (str, bytes, dict)) or not hasattr(sweep, "__iter__"):
+        raise ValueError(f"sweep: expected a Sweep or a non-empty list of Sweeps, got {type(sweep).__name__}")
     sweeps = list(sweep)
     if not sweeps or not all(isinstance(s, Sweep) for s in sweeps):
         raise ValueError("sweep: expected a Sweep or a non-empty list of Sweeps")
     return sweeps
+
+
+def _as_out(out) -> Path:
+    if isinstance(out, bytes) or not isinstance(out, (str, os.PathLike)) or (isinstance(out, str) and not out):
+        raise ValueError(f"out: expected a directory path (a non-empty str or os.PathLike), got {out!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {str(out)!r} is not a directory")
+    return out
 
 
 def plan(sweep):
@@ -273,7 +319,7 @@ def assemble(out, cells) -> pd.DataFrame:
     return analysis.add_variance_ratios(df, reference=REFERENCE_METHOD)
 
 
-def run(sweep, out="results", executor="local", workers=None, progress=None, fresh=False) -> pd.DataFrame:
+def run(sweep, out="results", executor="local", workers=None, progress=None, fresh=False, scheduler=None) -> pd.DataFrame:
     """Run a Sweep (or a list of Sweeps) into the results directory ``out``.
 
     Finished cells already in ``out/cells`` are skipped, so a re-run (or a
@@ -281,21 +327,46 @@ def run(sweep, out="results", executor="local", workers=None, progress=None, fre
     back from the cell files, so it is the same whichever cells ran now.
     ``fresh=True`` deletes this sweep's finished cells first.  Writes
     ``benchmarks.parquet``, ``jensen.parquet``, ``jensen_fit.parquet``,
-    ``sweep.json`` and ``skipped.json`` into ``out`` and returns the table
-    (``df.attrs["skipped"]`` lists the skipped cells with reasons).
+    ``sweep.json`` and ``skipped.json`` into ``out`` (as one set, under
+    ``storage.results_lock``) and returns the table (``df.attrs["skipped"]``
+    lists the skipped cells with reasons, ``df.attrs["executor"]`` says what
+    ran them).
+
+    Each cell's row is written to ``out/cells`` by *this* process as soon as
+    the executor hands it back, whichever executor computed it.  The
+    executor's tasks are ``task_groups(cells)``: one cell each, except the
+    "iwae" gradient cells that share a reference gradient; they are handed
+    to the executor dearest first (``task_cost``).
 
     ``executor``: "local" (sequential), "local:<n>" (n processes) or any
     object with ``map_unordered(fn, tasks)`` (see ``bench.executors``).
+    ``scheduler``: run the cells on Dask instead -- "tcp://HOST:PORT" (an
+    existing scheduler) or "local:N" (a LocalCluster of N processes, closed
+    afterwards); see ``bench.dask_executor``.  Needs the ``[distributed]``
+    extra, and excludes ``executor``/``workers``.
     ``progress``: None = a bar on stderr when it is a terminal; False = off.
     """
     sweeps = _as_sweeps(sweep)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    storage.clean_temporaries(out)
-    ex = get_executor(executor, workers)
+    out = _as_out(out)
+    if not isinstance(fresh, (bool, np.bool_)):
+        raise ValueError(f"fresh: expected True or False, got {fresh!r}")
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise ValueError(f"progress: expected None, True or False, got {progress!r}")
+    if scheduler is not None:
+        from .dask_executor import parse_scheduler, require_distributed
+
+        parse_scheduler(scheduler)
+        if workers is not None or not (isinstance(executor, str) and executor == "local"):
+            raise ValueError("scheduler: give either scheduler (Dask) or executor/workers (local), not both")
+        require_distributed()  # DistributedUnavailable (an ImportError) with the install command
+        ex = None
+    else:
+        ex = get_executor(executor, workers)
     cells, skipped = plan(sweeps)
     if not cells:
         raise ValueError("sweep: every cell was skipped; nothing to run: " + "; ".join(s["reason"] for s in skipped[:3]))
+    out.mkdir(parents=True, exist_ok=True)
+    storage.clean_temporaries(out)
     if fresh:
         for c in cells:
             storage.cell_path(out, c.cell_id).unlink(missing_ok=True)
@@ -303,14 +374,36 @@ def run(sweep, out="results", executor="local", workers=None, progress=None, fre
     todo = [c for c in cells if c.cell_id not in done]
     bar = Progress(len(cells), label="cells", enabled=(None if progress is None else bool(progress)))
     bar.update(len(cells) - len(todo))
-    try:
-        tasks = [_Task(c, str(out)) for c in todo]
-        for i, _ in ex.map_unordered(_run_and_store, tasks):
-            bar.update(1, note=todo[i].label())
-    finally:
-        bar.close()
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        if ex is None and todo:  # start (or connect to) Dask only when there is work
+            from .dask_executor import dask_executor
+
+            ex = stack.enter_context(dask_executor(scheduler))
+        # Dearest first (a stable sort: ties keep sweep order), so that no
+        # worker is left computing one big cell while the others sit idle at
+        # the end of the sweep.  The order never changes a number.
+        tasks = sorted(task_groups(todo), key=task_cost, reverse=True)
+        for i, rows in (ex.map_unordered(run_cells, tasks) if tasks else ()):
+            if len(rows) != len(tasks[i]):
+                raise RuntimeError(f"executor {ex!r} returned {len(rows)} rows for task {i} of {len(tasks[i])} cells")
+            for cell, row in zip(tasks[i], rows):
+                if row.get("cell_id") != cell.cell_id:
+                    raise RuntimeError(
+                        f"executor {ex!r} returned the row of {row.get('cell_id')!r} for task {i} ({cell.cell_id})"
+                    )
+                storage.write_cell(out, cell.cell_id, row, SCHEMA)
+                bar.update(1, note=cell.label())
     df = assemble(out, cells)
     df.attrs["skipped"] = skipped
+    df.attrs["executor"] = repr(ex) if ex is not None else f"none needed (all {len(cells)} cells were already stored)"
+    with storage.results_lock(out):
+        _write_derived(out, df, sweeps, skipped)
+    return df
+
+
+def _write_derived(out, df, sweeps, skipped):
+    """The sweep's table and what is derived from it, written as one set."""
     storage.write_table(out / storage.TABLE, df)
     storage.write_json(out / "sweep.json", [s.to_dict() for s in sweeps])
     storage.write_json(out / "skipped.json", skipped)
@@ -321,5 +414,3 @@ def run(sweep, out="results", executor="local", workers=None, progress=None, fre
     else:  # no ELBO cells in this sweep: no Jensen table (and none left from an earlier sweep)
         (out / "jensen.parquet").unlink(missing_ok=True)
         (out / "jensen_fit.parquet").unlink(missing_ok=True)
-    return df
-

@@ -64,11 +64,16 @@ FAMILIES = {
 }
 
 
-def _check_int(key, value, minimum):
+INT64_MAX = 2**63 - 1  # the kernels count samples and replicates in int64
+
+
+def _check_int(key, value, minimum, maximum=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{key}: must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{key}: must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{key}: must be <= {maximum}, got {value}")
     return int(value)
 
 
@@ -101,6 +106,8 @@ class ProblemSpec:
         if family not in FAMILIES:
             raise ValueError(f"family: unknown problem {family!r}; expected one of {sorted(FAMILIES)}")
         _, required, optional, _ = FAMILIES[family]
+        if params is not None and not isinstance(params, dict):
+            raise ValueError(f"params: expected a mapping of {family}'s parameters, got {type(params).__name__}")
         params = dict(params or {})
         for name in params:
             if name not in required and name not in optional:
@@ -236,12 +243,12 @@ class Sweep:
         estimators = _str_list("estimators", estimators, ESTIMATORS, "estimator")
         if isinstance(K, (str, bytes)) or not hasattr(K, "__iter__"):
             raise ValueError(f"K: expected a list of integers, got {K!r}")
-        K = tuple(_check_int(f"K[{i}]", k, 1) for i, k in enumerate(K))
+        K = tuple(_check_int(f"K[{i}]", k, 1, INT64_MAX) for i, k in enumerate(K))
         if not K:
             raise ValueError("K: must not be empty")
         if len(set(K)) != len(K):
             raise ValueError(f"K: contains duplicates: {list(K)}")
-        R = _check_int("R", R, MIN_R)
+        R = _check_int("R", R, MIN_R, INT64_MAX)
         if "gradient" in estimators:
             methods = _str_list("methods", METHODS if methods is None else methods, METHODS, "method")
             objectives = _str_list(

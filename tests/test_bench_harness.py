@@ -171,3 +171,26 @@ def test_progress_bar_draws_only_when_enabled():
     with Progress(3, stream=quiet) as bar:
         bar.update(3)
     assert quiet.getvalue() == ""
+
+
+def test_iwae_cells_sharing_a_reference_are_one_task(tmp_path):
+    """The methods of one (problem, q, K) share the iwae reference gradient:
+    they go to the executor as one task (the reference is computed once, in
+    one process); elbo-objective and non-gradient cells are tasks of their
+    own.  The process pool still gives the sequential table."""
+    from bench.runner import task_groups
+
+    s = bench.Sweep({"lg": dict(LG)}, q=["meanfield"], estimators=["elbo", "gradient"], K=[2, 5], R=10,
+                    methods=["score", "reparam", "dreg"], objectives=["elbo", "iwae"])
+    cells = plan(s)[0]
+    tasks = task_groups(cells)
+    assert sorted(c.cell_id for t in tasks for c in t) == sorted(c.cell_id for c in cells)
+    grouped = [t for t in tasks if len(t) > 1]
+    assert len(grouped) == 2 and all(len(t) == 3 for t in grouped)
+    for t in grouped:
+        assert {c.objective for c in t} == {"iwae"} and len({(c.K, c.q) for c in t}) == 1
+        assert {c.method for c in t} == {"score", "reparam", "dreg"}
+    assert len(tasks) == len(cells) - 4
+    seq = bench.run(s, out=tmp_path / "seq", progress=False)
+    par = bench.run(s, out=tmp_path / "par", executor="local:2", progress=False)
+    pd.testing.assert_frame_equal(non_timing(seq), non_timing(par))
