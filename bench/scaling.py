@@ -7,8 +7,8 @@ Three measurements that ``python -m bench peers`` prints after the peer table
   K = 10^3 ... 10^8, and the log-log slope of time against K fitted over the
   range -- 1 means time linear in K (a fixed per-call overhead shows at small
   K as a slope below 1 there);
-* ``peak_memory``: the peak resident set size of a fresh process that runs
-  K = 10^8 draws, against the same process before the call (``ru_maxrss``):
+* ``peak_memory``: the peak resident set size (``VmHWM``) of a fresh process
+  that runs K = 10^8 draws, against the same process before the call:
   the kernels stream in chunks, so memory must not grow with K;
 * ``thread_speedup``: the same call with ``numba.set_num_threads(1)`` and with
   all threads; the ratio of their median times.
@@ -76,15 +76,29 @@ _MEMORY_SCRIPT = textwrap.dedent(
     import json, resource, sys, time
     import estimators
     from bench.peers import gaussian_mixture_work, linear_gaussian_work
+
+    def peak_mb():
+        # VmHWM belongs to this process's address space, which execve made new;
+        # ru_maxrss would carry over the parent's peak on Linux (a parent with
+        # JAX and PyTorch loaded reads as 2.4 GB here)
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     w = {"is_lg": linear_gaussian_work, "is_gm": gaussian_mixture_work}[sys.argv[1]]()
     K = int(sys.argv[2])
     estimators.warm_up(w.problem, w.x, w.q)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_mb()
     t = time.perf_counter()
     est = estimators.importance_sampling(w.problem, w.x, w.q, K, 1, seed=1)[0]
     seconds = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps(dict(before_mb=before / 1024, after_mb=after / 1024, seconds=seconds,
+    after = peak_mb()
+    print(json.dumps(dict(before_mb=before, after_mb=after, seconds=seconds,
                           error=float(est - w.truth_log_p))))
     """
 )
