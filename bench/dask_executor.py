@@ -12,9 +12,11 @@ clear error (``DistributedUnavailable``).
 
 How it runs a sweep (see ``DaskExecutor``):
 
-* every cell is one Dask task (``client.map`` with ``pure=False``); the task
-  computes the cell's row on a worker and ships it back (a dict of ~50
-  numbers).  The *client* writes each row as it arrives
+* every task ``bench.run`` hands over -- one cell, or the "iwae" gradient
+  cells that share a reference gradient (``bench.runner.task_groups``) -- is
+  one Dask task (``client.map`` with ``pure=False``); it computes the rows on
+  a worker and ships them back (~50 numbers a cell).  The *client* writes
+  each row as it arrives
   (``distributed.as_completed``), atomically, with ``bench.storage`` -- so
   the workers need no access to the results directory, and a killed client
   or a lost worker loses at most the cells in flight.  Dask reschedules the
@@ -43,8 +45,7 @@ How it runs a sweep (see ``DaskExecutor``):
   calls ``numba.set_num_threads(n)`` (thread-local: the worker's task thread)
   and reports ``numba.get_num_threads()`` and the pool size to the client,
   which checks the former.  For ``tcp://`` the workers are yours: start them
-  with one task thread and
-  NUMBA_NUM_THREADS set, e.g.
+  with one task thread and NUMBA_NUM_THREADS set, e.g.
   ``NUMBA_NUM_THREADS=4 dask worker tcp://HOST:PORT --nworkers 8 --nthreads 1``
   on a 32-core host (or pass ``numba_threads`` to ``dask_executor``).
 * numba compiles once per worker process, not per task: the kernels are
@@ -310,7 +311,9 @@ def dask_executor(scheduler, numba_threads=None, connect_timeout="10s"):
             )
             stack.callback(cluster.close)
             client = distributed.Client(cluster)
-            description = f"dask LocalCluster of {arg} processes x 1 thread on 127.0.0.1, {threads} numba threads per task"
+            description = (
+                f"dask LocalCluster of {arg} processes x 1 thread on 127.0.0.1, {threads} numba threads per task"
+            )
         else:
             threads, cluster = numba_threads, None
             try:

@@ -319,7 +319,9 @@ def assemble(out, cells) -> pd.DataFrame:
     return analysis.add_variance_ratios(df, reference=REFERENCE_METHOD)
 
 
-def run(sweep, out="results", executor="local", workers=None, progress=None, fresh=False, scheduler=None) -> pd.DataFrame:
+def run(
+    sweep, out="results", executor="local", workers=None, progress=None, fresh=False, scheduler=None
+) -> pd.DataFrame:
     """Run a Sweep (or a list of Sweeps) into the results directory ``out``.
 
     Finished cells already in ``out/cells`` are skipped, so a re-run (or a
@@ -387,7 +389,7 @@ def run(sweep, out="results", executor="local", workers=None, progress=None, fre
         for i, rows in (ex.map_unordered(run_cells, tasks) if tasks else ()):
             if len(rows) != len(tasks[i]):
                 raise RuntimeError(f"executor {ex!r} returned {len(rows)} rows for task {i} of {len(tasks[i])} cells")
-            for cell, row in zip(tasks[i], rows):
+            for cell, row in zip(tasks[i], rows, strict=True):
                 if row.get("cell_id") != cell.cell_id:
                     raise RuntimeError(
                         f"executor {ex!r} returned the row of {row.get('cell_id')!r} for task {i} ({cell.cell_id})"
