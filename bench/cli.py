@@ -1,6 +1,6 @@
 """The command line: ``python -m bench {run,report,list}``.
 
-    python -m bench run CONFIG.toml [--out DIR] [--workers N] [--fresh]
+    python -m bench run CONFIG.toml [--out DIR] [--workers N | --scheduler ADDRESS] [--fresh]
     python -m bench report DIR
     python -m bench list
     python -m bench peers [--K 100 1000 ...] [--peers numpy jax torch] [--out CSV]
@@ -129,7 +129,8 @@ def _cmd_list(args):
         print(f"  {name:20s} {text}")
     print("\ngradient methods: " + ", ".join(METHODS))
     print("gradient objectives: " + ", ".join(OBJECTIVES))
-    print("\nexecutors: local (sequential), local with --workers N (process pool)")
+    print("\nexecutors: local (sequential), local with --workers N (process pool), "
+          "Dask with --scheduler tcp://HOST:PORT or local:N (the [distributed] extra; docs/scaling.md)")
     return 0
 
 

@@ -57,6 +57,9 @@ def as_float_array(name, value, ndim=None, shape=None, positive=False, allow_inf
     return arr
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def check_count(name, value, minimum=1):
     """An integer count >= ``minimum`` (K, R, n, dimensions)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
@@ -66,6 +69,8 @@ def check_count(name, value, minimum=1):
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    if value > _INT64_MAX:
+        raise ValueError(f"{name}: must fit in a 64-bit integer (<= {_INT64_MAX}), got {value}")
     return value
 
 

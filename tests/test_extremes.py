@@ -136,3 +136,12 @@ def test_same_results_dir_is_not_shared_state():
         for _ in range(2)
     ]
     assert outs[0] == outs[1] and outs[0].strip()
+
+
+def test_counts_beyond_int64_are_a_clear_error():
+    p = LinearGaussian.random(2, 2, seed=0)
+    x = p.sample(1, seed=1)[0]
+    with pytest.raises(ValueError, match="^K: must fit in a 64-bit integer"):
+        estimators.importance_sampling(p, x, p.prior(), 2**63, 1)
+    with pytest.raises(ValueError, match="^R: must fit in a 64-bit integer"):
+        estimators.gradient(p, x, p.prior(), 10, 2**64, "reparam")
