@@ -1,10 +1,15 @@
-"""Proposals q and the numba-compiled Monte Carlo estimators.
+"""Proposals q and the Monte Carlo estimators, compiled with numba.
 
-Every estimator returns R independent replicate estimates; see DESIGN.md for
-the contract.  ``estimators`` never imports ``bench`` or ``reports``.
+Every estimator returns R independent replicate estimates (see docs/api.md).
+Any problem that follows ``problems.Problem``'s protocol and any proposal that
+follows ``estimators.Proposal``'s runs through every estimator: built-in
+pairs on their compiled kernels (``register_kernel``), every other pair on
+the generic path (``execution_path`` says which).  ``estimators`` imports
+``problems`` and never ``bench`` or ``reports``.
 """
 
 from .elbo import elbo
+from . import kernels
 from .gradients import gradient, iwae_gradient_reference, model_gradient
 from .marginal import importance_sampling, uniform_mc, uniform_proposal
 from .proposals import (
@@ -19,7 +24,8 @@ from .proposals import (
 )
 from .training import LinearEncoder, LinearVAEFit, fit_linear_vae, steps_to_reach
 from .warm_up import warm_up
-from .weights import WeightStats, weight_stats
+from .kernels import register_kernel
+from .weights import WeightStats, execution_path, weight_stats
 
 __all__ = [
     "Gaussian",
@@ -39,6 +45,9 @@ __all__ = [
     "iwae_gradient_reference",
     "weight_stats",
     "WeightStats",
+    "execution_path",
+    "register_kernel",
+    "kernels",
     "warm_up",
     "fit_linear_vae",
     "LinearVAEFit",

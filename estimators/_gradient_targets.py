@@ -1,7 +1,7 @@
 """Turn (problem, x, q) into the arguments of a gradient block function.
 
-The log-weight arguments (and all validation of p, x, q) come from
-``_targets.block_for``; this adapter maps its log-weight kernel to the
+The log-weight arguments come from the compiled kernel registered for the
+problem (``estimators.kernels``); this adapter maps its log-weight kernel to the
 matching gradient kernel, adds what the gradient needs, and says which
 per-sample vectors (``gradient_driver`` modes) the pair supports.
 
@@ -27,7 +27,7 @@ from ._kernels import (
 from ._kernels import linear_gaussian as linear_gaussian_kernel
 from ._kernels import mixture_prior as mixture_prior_kernel
 from ._kernels.gradient_driver import MODEL, REPARAM, SCORE, STL
-from ._targets import block_for
+from .kernels import compiled_block
 from .proposals import Gaussian, MultivariateGaussian
 
 
@@ -90,13 +90,16 @@ _ADAPTERS = {  # log-weight block kind -> adapter
 
 
 def gradient_target_for(p, x, q):
-    """The GradientTarget of q against p at x (both validated by ``block_for``)."""
-    kind, args = block_for(p, x, q)
+    """The GradientTarget of a validated (p, x, q), or None when no compiled
+    gradient kernel serves the pair (it then runs on the generic path)."""
+    return target_for_block(p, q, compiled_block(p, x, q))
+
+
+def target_for_block(p, q, block):
+    """The GradientTarget of the compiled log-weight ``block`` = (kind, args)
+    of q against p, or None when no gradient kernel matches it."""
+    if block is None:
+        return None
+    kind, args = block
     adapter = _ADAPTERS.get(kind)
-    if adapter is None:
-        raise ValueError(
-            f"p: no gradient kernel yet for {type(p).__name__} (with q {type(q).__name__}); "
-            "supported: LinearGaussian and MixturePrior with Gaussian/MultivariateGaussian, "
-            "GaussianMixture with Categorical, MissingPixels with Bernoulli"
-        )
-    return adapter(p, q, args)
+    return None if adapter is None else adapter(p, q, args)

@@ -47,10 +47,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._gradient_targets import gradient_target_for
+from problems import LinearGaussian
+
+from ._generic import GenericGradient, gradient_support
+from ._gradient_targets import target_for_block
 from ._kernels import gradient_driver as gd
 from ._validation import check_choice, check_count
-from .weights import check_call
+from .weights import _block, check_call
 
 __all__ = ["METHODS", "OBJECTIVES", "gradient", "model_gradient", "iwae_gradient_reference"]
 
@@ -63,12 +66,16 @@ OBJECTIVES = ("elbo", "iwae")
 class _Sums:
     """Pass-1 sums of one call, per replicate (see ``gradient_driver``): the
     scalars M, S1, F and the P-vectors in ``vectors``; ``signal`` runs pass 2
-    over the same draws."""
+    over the same draws.  ``target`` is a compiled ``GradientTarget`` or, on
+    the generic path, a ``_generic.GenericGradient``: both give the same sums."""
 
     def __init__(self, target, mode, P, key, K, R, vectors):
         self._target, self._mode, self._key = target, mode, key
         self.P, self.K, self.R = P, K, R
-        acc, off = gd.gradient_sums(target.kind, target.args, mode, P, vectors, key, K, R)
+        if isinstance(target, GenericGradient):
+            acc, off = target.sums(vectors, key, K, R)
+        else:
+            acc, off = gd.gradient_sums(target.kind, target.args, mode, P, vectors, key, K, R)
         self._acc = acc
         self.M = acc[:, gd.I_M]
         self.S1 = acc[:, gd.I_S1]
@@ -96,6 +103,8 @@ class _Sums:
         """(R, P) sum_k c_k S_k, second pass over the same draws."""
         t = self._target
         totals = self._acc[:, : gd.NSCALAR]
+        if isinstance(t, GenericGradient):
+            return t.signals(self._key, self.K, self.R, kind, totals)
         return gd.signal_sums(t.kind, t.args, self._mode, self.P, self._key, self.K, self.R, kind, totals)
 
 
@@ -284,16 +293,27 @@ def gradient(p, x, q, K, R, method, objective="elbo", seed=0):
     objective = check_choice("objective", objective, OBJECTIVES)
     x, K, R, key = check_call(p, x, K, R, seed)
     spec = METHODS[method]
-    target = gradient_target_for(p, x, q)
-    if spec.reparam and not q.reparameterizable:
+    block = _block(p, x, q)
+    if spec.reparam and not getattr(q, "reparameterizable", False):
         raise ValueError(f'method: "{method}" needs a reparameterizable q, got {type(q).__name__}')
     if K < spec.min_K:
         raise ValueError(f'K: method "{method}" needs K >= {spec.min_K} (a leave-one-out baseline), got {K}')
-    if spec.mode not in target.modes:
-        raise ValueError(target.why_not[spec.mode])
+    target = _gradient_target(p, x, q, block, spec.mode, method)
     estimator = spec.objectives[objective]
     sums = _Sums(target, spec.mode, len(q.params), key, K, R, estimator.vectors)
     return np.ascontiguousarray(estimator(sums))
+
+
+def _gradient_target(p, x, q, block, mode, method):
+    """The compiled gradient target of (p, q) when it serves ``mode``, else the
+    generic path's; a ValueError naming what is missing when neither can."""
+    target = target_for_block(p, q, block)
+    if target is not None and mode in target.modes:
+        return target
+    reason = gradient_support(p, q, mode, method)
+    if reason is None:
+        return GenericGradient(p, x, q, mode)
+    raise ValueError(target.why_not[mode] if target is not None and mode in target.why_not else reason)
 
 
 def model_gradient(p, x, q, K, R, objective="elbo", seed=0):
@@ -311,13 +331,13 @@ def model_gradient(p, x, q, K, R, objective="elbo", seed=0):
     itself, not log psi).  Exact reference for "elbo":
     ``p.elbo_model_grad(x, q)``.  q: Gaussian, MultivariateGaussian or Uniform.
     """
-    from problems import LinearGaussian
-
     objective = check_choice("objective", objective, OBJECTIVES)
     x, K, R, key = check_call(p, x, K, R, seed)
     if not isinstance(p, LinearGaussian):
         raise ValueError(f"p: model gradients are implemented for LinearGaussian only, got {type(p).__name__}")
-    target = gradient_target_for(p, x, q)
+    target = target_for_block(p, q, _block(p, x, q))
+    if target is None or gd.MODEL not in target.modes:
+        raise ValueError(f"q: model gradients need a Gaussian, MultivariateGaussian or Uniform q, got {type(q).__name__}")
     D, d = p.obs_dim, p.latent_dim
     P = D * d + 2 * D
     if objective == "elbo":

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .proposals import Bernoulli, Categorical, Uniform
-from .weights import check_problem, weight_stats
+from ._generic import check_problem
+from .weights import weight_stats
 
 __all__ = ["importance_sampling", "uniform_mc", "uniform_proposal"]
 
@@ -29,11 +30,13 @@ def importance_sampling(p, x, q, K, R, seed=0):
 def uniform_proposal(p, box=None):
     """The uniform distribution uniform Monte Carlo draws from.
 
-    Discrete latents: uniform over the support (every mixture component, every
-    bit pattern).  Continuous latents have no uniform distribution on their
-    whole support, so a ``box=(low, high)`` is required; the estimate is then
-    of log of the integral of p(x, z) over the box, which is p(x) only when the
-    box holds all the posterior mass.
+    Discrete latents are finite: uniform over the support (every one of the
+    ``num_categories`` values of a categorical latent, every bit pattern of a
+    binary one).  A continuous latent has no uniform distribution on all of
+    R^d, so it needs a bounded box: ``box=(low, high)``, or the problem's own
+    ``p.support()`` returning one.  The estimate is then of the log of the
+    integral of p(x, z) over the box, which is log p(x) only when the box holds
+    all the posterior mass.
     """
     check_problem(p)
     latent_type = getattr(p, "latent_type", "continuous")
@@ -41,16 +44,21 @@ def uniform_proposal(p, box=None):
         if box is not None:
             raise ValueError("box: only a continuous latent takes a box; this latent is discrete")
         if latent_type == "categorical":
-            C = p.num_components
-            return Categorical(np.full(C, 1.0 / C))
-        if latent_type == "binary":
-            return Bernoulli(np.full(p.latent_dim, 0.5))
-        raise ValueError(f"p: unknown latent_type {latent_type!r}")
+            C = getattr(p, "num_categories", getattr(p, "num_components", None))
+            if C is None:
+                raise ValueError(
+                    f"p.num_categories: missing; uniform Monte Carlo over a categorical latent needs the "
+                    f"number of values, and {type(p).__name__} does not say it"
+                )
+            return Categorical(np.full(int(C), 1.0 / int(C)))
+        return Bernoulli(np.full(p.latent_dim, 0.5))
     if box is None:
-        raise ValueError(
-            f"box: {type(p).__name__} has a continuous, unbounded latent; uniform Monte Carlo "
-            "needs box=(low, high) to draw from"
-        )
+        if not hasattr(p, "support"):
+            raise ValueError(
+                f"box: {type(p).__name__} has a continuous latent and declares no bounded support; "
+                "uniform Monte Carlo needs box=(low, high), or a p.support() that returns one"
+            )
+        box = p.support()
     try:
         low, high = box
     except (TypeError, ValueError):

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from problems import LinearGaussian
+
 from ._validation import as_float_array, check_choice, check_count, check_seed
 from .gradients import METHODS, model_gradient
 from .gradients import gradient as estimate_gradient
@@ -123,8 +125,6 @@ class _RowAdam:
 
 
 def _model(theta):
-    from problems import LinearGaussian
-
     D = theta["b"].shape[0]
     return LinearGaussian(theta["W"], theta["b"], np.full(D, np.exp(theta["log_noise_var"][0])))
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _targets  # noqa: F401  (registers the built-in problems' kernels)
+from ._generic import check_problem, check_proposal, check_x, user_compiled, weight_sums
 from ._kernels.driver import log_weight_stats
-from ._targets import block_for
 from ._validation import check_count, check_seed
+from .kernels import compiled_block
 
-__all__ = ["WeightStats", "weight_stats", "seed_key"]
+__all__ = ["WeightStats", "weight_stats", "seed_key", "execution_path"]
 
 
 def seed_key(seed):
@@ -31,17 +33,31 @@ def seed_key(seed):
     return np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0]
 
 
-def check_problem(p):
-    if not (hasattr(p, "log_joint") and hasattr(p, "obs_dim") and hasattr(p, "latent_dim")):
-        raise ValueError(f"p: expected a problem (problems.LinearGaussian, ...), got {type(p).__name__}")
-    return p
-
-
 def check_call(p, x, K, R, seed):
     """Validate the arguments every estimator shares; returns (x, K, R, key)."""
     p = check_problem(p)
-    x = p._check_x(x)
+    x = check_x(p, x)
     return x, check_count("K", K), check_count("R", R), seed_key(seed)
+
+
+def _block(p, x, q):
+    """(kind, args) of the compiled kernel of a validated (p, x, q), or None."""
+    check_proposal(p, q)
+    return compiled_block(p, x, q)
+
+
+def execution_path(p, x, q):
+    """Which path an estimator call on (p, x, q) takes: "compiled" (a built-in
+    problem's registered kernel), "compiled-user" (the problem's own
+    ``compiled_log_joint`` in the compiled driver) or "generic" (the user's
+    vectorised ``log_joint``, unit by unit; see ``estimators._generic``).
+    Gradients of a pair without a compiled gradient kernel run on the
+    generic path whatever this says."""
+    p = check_problem(p)
+    x = check_x(p, x)
+    if _block(p, x, q) is not None:
+        return "compiled"
+    return "compiled-user" if user_compiled(p, q) else "generic"
 
 
 @dataclass(frozen=True)
@@ -80,9 +96,11 @@ def weight_stats(p, x, q, K, R, seed=0):
 
     The same (p, x, q, K, R, seed) gives bit-identical output whatever the
     number of threads; ``importance_sampling`` and ``elbo`` with the same seed
-    see the same draws.
+    see the same draws.  Any problem and proposal that follow the protocols
+    (``problems.Problem``, ``estimators.Proposal``) work: a built-in pair runs
+    its compiled kernel, any other the generic path (``execution_path``).
     """
     x, K, R, key = check_call(p, x, K, R, seed)
-    kind, args = block_for(p, x, q)
-    out = log_weight_stats(kind, args, key, K, R)
+    block = _block(p, x, q)
+    out = log_weight_stats(*block, key, K, R) if block is not None else weight_sums(p, x, q, key, K, R)
     return WeightStats(K, out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy())

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.special import log_softmax, logsumexp
 
-from estimators._validation import (
+from ._validation import (
     as_category_indices,
     as_float_array,
     check_count,
@@ -31,7 +31,7 @@ from estimators._validation import (
     check_seed,
     cholesky_or_raise,
 )
-from estimators.proposals import Categorical
+from .distributions import Categorical
 
 from .base import Problem
 
@@ -66,6 +66,11 @@ class GaussianMixture(Problem):
         self._log_dets = np.sum(np.log(np.diagonal(self._chols, axis1=1, axis2=2)), axis=1)
         with np.errstate(divide="ignore"):
             self._log_weights = np.log(self.weights)
+
+    @property
+    def num_categories(self):
+        """C: the latent's number of values (= num_components)."""
+        return self.num_components
 
     def __repr__(self):
         return f"GaussianMixture(C={self.num_components}, D={self.obs_dim})"

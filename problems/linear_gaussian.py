@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 
-from estimators._validation import as_float_array, check_count, check_seed
-from estimators.proposals import Gaussian, MultivariateGaussian, Uniform
+from ._validation import as_float_array, check_count, check_seed
+from .distributions import Gaussian, MultivariateGaussian, Uniform
 
 from .base import Problem
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import log_expit, logsumexp
 
-from estimators._validation import as_float_array, check_probabilities
-from estimators.proposals import Bernoulli, BernoulliMixture
+from ._validation import as_float_array, check_probabilities
+from .distributions import Bernoulli, BernoulliMixture
 
 from .base import Problem
 from .glyphs import SIZE, digit_templates
@@ -76,6 +76,11 @@ class MissingPixels(Problem):
         lat, obs = templates[:, mask], templates[:, ~mask]
         self._lat_on, self._lat_off = np.log(lat), np.log1p(-lat)
         self._obs_on, self._obs_off = np.log(obs), np.log1p(-obs)
+
+    @property
+    def latent_log_templates(self):
+        """(log t, log(1 - t)) of the latent pixels' template probabilities, each (C, m)."""
+        return self._lat_on, self._lat_off
 
     def __repr__(self):
         return f"MissingPixels(C={self.num_components}, P={self.num_pixels}, latent={self.latent_dim})"

@@ -24,8 +24,8 @@ from scipy.integrate import quad
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from estimators._validation import as_float_array, check_probabilities
-from estimators.proposals import Gaussian, MixtureOfGaussians, Uniform
+from ._validation import as_float_array, check_probabilities
+from .distributions import Gaussian, MixtureOfGaussians, Uniform
 
 from .base import Problem
 
@@ -56,6 +56,11 @@ class MixturePrior(Problem):
         self.noise = float(noise.reshape(()))
         with np.errstate(divide="ignore"):
             self._log_weights = np.log(self.weights)
+
+    @property
+    def log_weights(self):
+        """log of the prior's mixture weights, (J,) (-inf for a zero weight)."""
+        return self._log_weights
 
     def __repr__(self):
         return f"MixturePrior(J={self.weights.size}, noise={self.noise})"

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from estimators._validation import as_float_array, check_count, check_seed
-from estimators.proposals import Gaussian
+from ._validation import as_float_array, check_count, check_seed
+from .distributions import Gaussian
 
 from .linear_gaussian import LinearGaussian
 
