@@ -16,6 +16,7 @@ Data flows one way: problems -> estimators -> bench -> reports.
 from .config import load_config, parse_config
 from .executors import LocalExecutor, get_executor
 from .presets import make_q, parse_preset
+from .registry import TARGETS, estimator, register_estimator
 from .runner import run, run_cell
 from .sweep import ESTIMATORS, FAMILIES, METHODS, OBJECTIVES, Cell, ProblemSpec, Sweep
 
@@ -35,4 +36,7 @@ __all__ = [
     "METHODS",
     "OBJECTIVES",
     "FAMILIES",
+    "register_estimator",
+    "estimator",
+    "TARGETS",
 ]

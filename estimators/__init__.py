@@ -9,7 +9,7 @@ the generic path (``execution_path`` says which).  ``estimators`` imports
 """
 
 from .elbo import elbo
-from . import kernels
+from . import kernels, machine
 from .gradients import gradient, iwae_gradient_reference, model_gradient
 from .marginal import importance_sampling, uniform_mc, uniform_proposal
 from .proposals import (
@@ -48,6 +48,7 @@ __all__ = [
     "execution_path",
     "register_kernel",
     "kernels",
+    "machine",
     "warm_up",
     "fit_linear_vae",
     "LinearVAEFit",

@@ -1,0 +1,315 @@
+r"""The estimator registry: what a sweep can measure, the built-ins and yours.
+
+Every estimator, built-in or a user's, is one entry with the same shape::
+
+    fn(p, x, q, K, R, seed, **options) -> (R,) values | (R, len(q.params)) gradients
+
+and a **target**, which decides its truth and its metrics:
+
+=============  ==========================================  ===========================================
+target         truth                                        metrics beyond bias / variance / MSE
+=============  ==========================================  ===========================================
+log_marginal   exact log p(x)                               bias of p_hat/p (``ratio_bias``) and the
+                                                            delta-method prediction -Var[w]/(2K p^2)
+elbo           exact ELBO(q) = p.elbo(x, q)                 --
+elbo_grad      exact d ELBO / d q.params = p.elbo_grad      per-coordinate SNR, bias t-statistics
+iwae_grad      the IWAE gradient reference at K             per-coordinate SNR, bias t-statistics
+               (``estimators.iwae_gradient_reference``)     against a reference with an SE
+=============  ==========================================  ===========================================
+
+Register with ``bench.register_estimator(name, fn, target)`` or the decorator
+``@bench.estimator(name, target=...)``.  The function may be written in NumPy,
+JAX or PyTorch: its result goes through ``np.asarray``.  Extra keyword options
+come from the config table (or ``bench.Sweep(options=...)``) and become columns
+of the result.  Config files name outside code by import string,
+``"package.module:attribute"``, and installed packages register through the
+entry-point group ``evidence_bench.estimators`` (each entry point's value is
+an import string of a registered function or of a function to register with
+its ``target`` attribute).
+
+The built-in estimators are registered here in the same way, so a user's
+estimator takes the same path through the harness as ``importance_sampling``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import estimators
+
+__all__ = [
+    "TARGETS",
+    "Estimator",
+    "EstimatorFailure",
+    "register_estimator",
+    "estimator",
+    "get_estimator",
+    "resolve_estimator",
+    "registered",
+    "resolve_import",
+    "ENTRY_POINT_GROUP",
+]
+
+TARGETS = {
+    "log_marginal": "log p_hat(x), truth exact log p(x); also the bias of p_hat/p",
+    "elbo": "an ELBO estimate, truth the exact p.elbo(x, q)",
+    "elbo_grad": "d ELBO / d q.params, truth the exact p.elbo_grad(x, q)",
+    "iwae_grad": "d IWAE_K / d q.params, truth the IWAE gradient reference at K",
+}
+GRADIENT_TARGETS = ("elbo_grad", "iwae_grad")
+ENTRY_POINT_GROUP = "evidence_bench.estimators"
+
+
+class EstimatorFailure(ValueError):
+    """A user's estimator failed its cell: it raised, or returned the wrong
+    shape, NaN or inf.  ``kind`` is one of "raised", "shape", "nonfinite"."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One registered estimator.
+
+    ``target`` is one of ``TARGETS``, or ``"objective"`` for an estimator
+    whose target follows its ``objective`` option (the built-in "gradient":
+    "elbo" -> elbo_grad, "iwae" -> iwae_grad).  ``origin`` is "built-in",
+    "user" (registered in this process) or "entry point <distribution>";
+    ``import_path()`` the "module:attribute" that re-imports ``fn`` in another
+    process, or None when none does (a lambda, a closure, a function defined
+    in ``__main__`` or renamed after its definition).
+    """
+
+    name: str
+    fn: object = field(compare=False)
+    target: str
+    description: str = ""
+    origin: str = "user"
+
+    def import_path(self):
+        """"module:qualname" if importing it gives back this very function, else None."""
+        module, qualname = getattr(self.fn, "__module__", None), getattr(self.fn, "__qualname__", "")
+        if not module or module == "__main__" or "<" in qualname:
+            return None
+        path = f"{module}:{qualname}"
+        try:
+            return path if resolve_import(path, key="fn") is self.fn else None
+        except ValueError:
+            return None
+
+    @property
+    def builtin(self):
+        return self.origin == "built-in"
+
+    def target_for(self, options):
+        """The target of a call with these options."""
+        if self.target != "objective":
+            return self.target
+        return "iwae_grad" if options.get("objective", "elbo") == "iwae" else "elbo_grad"
+
+    def is_gradient(self, options=None):
+        return self.target_for(options or {}) in GRADIENT_TARGETS
+
+    def call(self, p, x, q, K, R, seed, options=None):
+        """fn(p, x, q, K, R, seed, **options) as a float64 array of the target's
+        shape; an ``EstimatorFailure`` naming the estimator when it raises or
+        returns something of the wrong shape or non-finite."""
+        options = dict(options or {})
+        try:
+            out = self.fn(p, x, q, K, R, seed, **options)
+        except Exception as exc:  # a user's code: it fails its own cell, not the run
+            raise EstimatorFailure("raised", f"{self.name}: raised {type(exc).__name__}: {exc}") from exc
+        try:
+            out = np.asarray(out, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise EstimatorFailure("shape", f"{self.name}: returned something that is not an array of floats ({exc})")
+        want = (R, len(q.params)) if self.is_gradient(options) else (R,)
+        if out.shape != want:
+            raise EstimatorFailure("shape", f"{self.name}: returned shape {out.shape}, expected {want}")
+        bad = ~np.isfinite(out)
+        if bad.any():
+            what = "NaN" if np.isnan(out).any() else "inf"
+            raise EstimatorFailure(
+                "nonfinite", f"{self.name}: returned {what} ({int(bad.sum())} of {out.size} entries are not finite)"
+            )
+        return out
+
+
+_REGISTRY: dict[str, Estimator] = {}
+
+
+def _check_fn(name, fn):
+    if not callable(fn):
+        raise ValueError(f"fn: expected a callable fn(p, x, q, K, R, seed, **options), got {fn!r}")
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or a C function: trust it
+        return
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 6 and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        raise ValueError(
+            f"fn: {name!r} must take (p, x, q, K, R, seed, **options); its signature is {sig}"
+        )
+
+
+def register_estimator(name, fn, target, description=None, *, origin="user", replace=False):
+    """Register ``fn(p, x, q, K, R, seed, **options)`` under ``name`` with a
+    ``target`` from ``TARGETS``; returns ``fn``.  A duplicate name is a
+    ValueError unless ``replace=True`` (or it is the same function again)."""
+    if not isinstance(name, str) or not name or ":" in name or name.strip() != name:
+        raise ValueError(f"name: expected a non-empty name without ':' or surrounding spaces, got {name!r}")
+    if target not in TARGETS and not (origin == "built-in" and target == "objective"):
+        raise ValueError(f"target: unknown target {target!r} for {name!r}; expected one of {list(TARGETS)}")
+    _check_fn(name, fn)
+    existing = _REGISTRY.get(name)
+    if existing is not None and existing.fn is not fn and not replace:
+        raise ValueError(
+            f"name: an estimator {name!r} is already registered ({existing.origin}); "
+            "choose another name or pass replace=True"
+        )
+    if description is None:
+        doc = inspect.getdoc(fn) or ""
+        description = doc.strip().splitlines()[0] if doc.strip() else ""
+    _REGISTRY[name] = Estimator(name, fn, target, description, origin)
+    return fn
+
+
+def estimator(name, target, description=None):
+    """Decorator form of ``register_estimator``::
+
+        @bench.estimator("defensive_is", target="log_marginal")
+        def defensive_is(p, x, q, K, R, seed): ...
+    """
+
+    def wrap(fn):
+        register_estimator(name, fn, target, description)
+        fn.target = target
+        fn.estimator_name = name
+        return fn
+
+    return wrap
+
+
+def resolve_import(spec, key="estimator"):
+    """The object an import string ``"package.module:attribute"`` names
+    (attribute may be dotted); a ValueError naming ``key`` when it does not resolve."""
+    if not isinstance(spec, str) or spec.count(":") != 1:
+        raise ValueError(f"{key}: expected an import string 'package.module:attribute', got {spec!r}")
+    module_name, attr = spec.split(":")
+    if not module_name or not attr:
+        raise ValueError(f"{key}: expected an import string 'package.module:attribute', got {spec!r}")
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ValueError(f"{key}: cannot import module {module_name!r} of {spec!r} ({type(exc).__name__}: {exc})") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"{key}: module {module_name!r} has no attribute {attr!r} ({spec!r})") from None
+    return obj
+
+
+_ENTRY_POINTS_LOADED = False
+
+
+def _load_entry_points():
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(getattr(ep, "dist", None), "name", "?")
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise ValueError(
+                f"entry point {ep.name!r} ({ENTRY_POINT_GROUP}, from {dist}): cannot load {ep.value!r} "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        if ep.name in _REGISTRY and _REGISTRY[ep.name].fn is obj:
+            continue  # importing it registered it (the decorator)
+        target = getattr(obj, "target", None)
+        if target is None:
+            raise ValueError(
+                f"entry point {ep.name!r} ({ENTRY_POINT_GROUP}, from {dist}): {ep.value!r} has no target; "
+                "decorate it with @bench.estimator(name, target=...) or give it a .target attribute"
+            )
+        register_estimator(ep.name, obj, target, origin=f"entry point {dist}")
+
+
+def registered():
+    """{name: Estimator} of every registered estimator (entry points loaded)."""
+    _load_entry_points()
+    return dict(_REGISTRY)
+
+
+def get_estimator(name, key="estimator"):
+    """The registered Estimator ``name``; a ValueError naming ``key`` otherwise."""
+    _load_entry_points()
+    if name not in _REGISTRY:
+        raise ValueError(f"{key}: unknown estimator {name!r}; registered: {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def resolve_estimator(spec, key="estimator", target=None):
+    """An Estimator from a registered name, an import string
+    ``"module:attribute"`` (a registered function, or one with a ``target``
+    attribute, or ``target`` given), or a function object.  Unregistered
+    functions are registered under their ``estimator_name`` or ``__name__``."""
+    if isinstance(spec, Estimator):
+        return spec
+    if isinstance(spec, str):
+        if ":" not in spec:
+            return get_estimator(spec, key)
+        fn = resolve_import(spec, key)
+    elif callable(spec):
+        fn = spec
+    else:
+        raise ValueError(f"{key}: expected an estimator name, an import string or a function, got {spec!r}")
+    _load_entry_points()
+    for entry in _REGISTRY.values():
+        if entry.fn is fn:
+            return entry
+    target = target or getattr(fn, "target", None)
+    if target is None:
+        raise ValueError(
+            f"{key}: {getattr(fn, '__name__', spec)!r} is not registered and has no target; register it with "
+            "bench.register_estimator(name, fn, target) or @bench.estimator(name, target=...)"
+        )
+    name = getattr(fn, "estimator_name", None) or getattr(fn, "__name__", None)
+    if not name or name == "<lambda>":
+        raise ValueError(f"{key}: a lambda needs a name: use bench.register_estimator(name, fn, target)")
+    register_estimator(name, fn, target)
+    return _REGISTRY[name]
+
+
+# --------------------------------------------------------------------------- the built-ins
+
+
+def _importance_sampling(p, x, q, K, R, seed):
+    """log p_hat(x) = log (1/K) sum_k w_k  (estimators.importance_sampling; uniform MC is q = 'uniform')."""
+    return estimators.importance_sampling(p, x, q, K, R, seed=seed)
+
+
+def _elbo(p, x, q, K, R, seed):
+    """(1/K) sum_k log w_k  (estimators.elbo)."""
+    return estimators.elbo(p, x, q, K, R, seed=seed)
+
+
+def _gradient(p, x, q, K, R, seed, method="score", objective="elbo"):
+    """d objective / d q.params  (estimators.gradient; crossed with methods x objectives)."""
+    return estimators.gradient(p, x, q, K, R, method, objective, seed=seed)
+
+
+register_estimator("importance_sampling", _importance_sampling, "log_marginal", origin="built-in")
+register_estimator("elbo", _elbo, "elbo", origin="built-in")
+register_estimator("gradient", _gradient, "objective", origin="built-in")
