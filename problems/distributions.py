@@ -4,38 +4,8 @@ These classes live in ``problems`` because the problems return them (their
 priors and exact posteriors); ``estimators`` re-exports every one, so
 ``from estimators import Gaussian`` is the usual spelling.
 
-The protocol -- what any q must offer, a user's own included
--------------------------------------------------------------
-Required (importance sampling, the ELBO, ``weight_stats``):
-
-* ``dim`` -- the latent dimension d (1 for a categorical latent);
-* ``latent_type`` -- "continuous" (z in R^d, the default), "categorical"
-  (z in {0..C-1}) or "binary" (z in {0,1}^m); it must match the problem's;
-* ``sample(n, seed)`` -- n independent draws, shape (n, d); ``seed`` is a
-  non-negative integer *or* a ``numpy.random.Generator`` (the estimators pass
-  a Generator of their own per (replicate, chunk) unit);
-* ``log_prob(z)`` -- log q(z), vectorised over the rows of z: shape (n,);
-* ``params`` -- an unconstrained parameter vector (what gradients are taken
-  with respect to) and ``with_params(theta)`` to build q at another point.
-
-For the score-function gradients ("score", "score_loo"):
-
-* ``grad_log_prob(z)`` -- the score :math:`\nabla_\theta \log q_\theta(z)` at
-  fixed z, shape (n, len(params)).
-
-For the pathwise gradients ("reparam", "stl", "dreg"), ``reparameterizable =
-True`` and a noise draw with its transform :math:`z = T_\theta(\varepsilon)`:
-
-* ``sample_noise(n, seed)`` -- (n, e) draws of the parameter-free noise;
-* ``transform(eps)`` -- z = T_theta(eps), shape (n, d);
-* ``transform_vjp(eps, v)`` -- row k is :math:`v_k^T\, \partial z_k/\partial\theta`,
-  shape (n, len(params));
-* ``grad_z_log_prob(z)`` -- :math:`\nabla_z \log q(z)`, shape (n, d).
-
-A q with ``sample_noise`` and ``transform`` is sampled through them by the
-estimators (so value and gradient calls see the same draws).  The continuous
-proposals here also expose ``mean``, ``cov`` and ``entropy`` in closed form,
-which is what the exact ELBO/KL of a linear-Gaussian model needs.
+The protocol every proposal follows (a user's own included) is documented on
+``Proposal`` (``help(estimators.Proposal)``).
 """
 
 from __future__ import annotations
@@ -67,11 +37,49 @@ def as_generator(seed, name="seed"):
 
 
 class Proposal:
-    """Base class of the proposals: a frozen distribution over the latent z.
+    r"""Base class of the proposals: a frozen distribution over the latent z.
 
-    Subclassing it is optional -- any object with the members listed in this
-    module's docstring is a proposal -- but it gives ``_rng`` (an integer seed
-    or a Generator) and the checks of ``theta`` and ``z``.
+    The protocol -- what any q must offer, a user's own included
+    -------------------------------------------------------------
+    Required (importance sampling, the ELBO, ``weight_stats``):
+
+    * ``dim`` -- the latent dimension d (1 for a categorical latent);
+    * ``latent_type`` -- "continuous" (z in R^d, the default), "categorical"
+      (z in {0..C-1}) or "binary" (z in {0,1}^m); it must match the problem's;
+    * ``sample(n, seed)`` -- n independent draws, shape (n, d); ``seed`` is a
+      non-negative integer *or* a ``numpy.random.Generator`` (the estimators pass
+      a Generator of their own per (replicate, chunk) unit);
+    * ``log_prob(z)`` -- log q(z), vectorised over the rows of z: shape (n,);
+    * ``params`` -- an unconstrained parameter vector (what gradients are taken
+      with respect to) and ``with_params(theta)`` to build q at another point.
+
+    A categorical q (``latent_type = "categorical"``) samples integer indices,
+    shape (n,) or (n, 1), and its ``log_prob``/``grad_log_prob`` take indices of
+    shape (n,), as ``Categorical`` does; the problem's ``log_joint`` receives
+    them as (n, 1).  A binary q samples 0/1 arrays of shape (n, m).
+
+    For the score-function gradients ("score", "score_loo"):
+
+    * ``grad_log_prob(z)`` -- the score :math:`\nabla_\theta \log q_\theta(z)` at
+      fixed z, shape (n, len(params)).
+
+    For the pathwise gradients ("reparam", "stl", "dreg"), ``reparameterizable =
+    True`` and a noise draw with its transform :math:`z = T_\theta(\varepsilon)`:
+
+    * ``sample_noise(n, seed)`` -- (n, e) draws of the parameter-free noise;
+    * ``transform(eps)`` -- z = T_theta(eps), shape (n, d);
+    * ``transform_vjp(eps, v)`` -- row k is :math:`v_k^T\, \partial z_k/\partial\theta`,
+      shape (n, len(params));
+    * ``grad_z_log_prob(z)`` -- :math:`\nabla_z \log q(z)`, shape (n, d).
+
+    A q with ``sample_noise`` and ``transform`` is sampled through them by the
+    estimators (so value and gradient calls see the same draws).  The continuous
+    proposals here also expose ``mean``, ``cov`` and ``entropy`` in closed form,
+    which is what the exact ELBO/KL of a linear-Gaussian model needs.
+
+    Subclassing ``Proposal`` is optional -- any object with these members is a
+    proposal -- but it gives ``_rng`` (an integer seed or a Generator) and the
+    checks of ``theta`` and ``z``.
     """
 
     reparameterizable = False
