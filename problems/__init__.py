@@ -15,6 +15,7 @@ from .linear_gaussian import LinearGaussian
 from .missing_pixels import MissingPixels
 from .mixture_prior import MixturePrior
 from .rainforth import RainforthLinearGaussian
+from .state_space import HiddenMarkov, LinearGaussianStateSpace
 
 __all__ = [
     "Problem",
@@ -25,4 +26,6 @@ __all__ = [
     "MixturePrior",
     "MissingPixels",
     "RainforthLinearGaussian",
+    "LinearGaussianStateSpace",
+    "HiddenMarkov",
 ]
