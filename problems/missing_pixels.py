@@ -47,7 +47,15 @@ def _check_bits(name, value, length):
 class MissingPixels(Problem):
     """Bernoulli-template mixture images; latent = masked pixels, observation = the rest.
 
-    templates (C, P) pixel-on probabilities, weights (C,), latent_mask (P,) bool.
+    ``templates``: pixel-on probabilities, flat (C, P) or image-shaped
+    (C, H, W); ``weights`` (C,); ``latent_mask``: booleans of the matching
+    shape, (P,) or (H, W), True for a latent (missing) pixel.
+
+    Whatever the input's shape, ``templates`` is stored flat as (C, P) and
+    ``latent_mask`` as (P,) (pixels in row-major order, P = H W), with the
+    image's shape in ``image_shape`` ((P,) or (H, W)): ``image`` and
+    ``sample_images`` return images of that shape, and ``split`` takes them.
+    x is the observed pixels and z the latent ones, each in row-major order.
     """
 
     discrete = True
@@ -55,20 +63,29 @@ class MissingPixels(Problem):
 
     def __init__(self, templates, weights, latent_mask):
         templates = check_probabilities("templates", templates, sum_to_one=False)
-        if templates.ndim != 2:
-            raise ValueError(f"templates: expected shape (C, P), got {templates.shape}")
+        if templates.ndim not in (2, 3) or 0 in templates.shape:
+            raise ValueError(f"templates: expected shape (C, P) or (C, H, W), got {templates.shape}")
         if ((templates <= 0) | (templates >= 1)).any():
             raise ValueError("templates: probabilities must lie strictly inside (0, 1)")
-        C, P = templates.shape
+        image_shape = tuple(int(s) for s in templates.shape[1:])
+        C = templates.shape[0]
+        templates = np.ascontiguousarray(templates.reshape(C, -1))
+        P = templates.shape[1]
         weights = check_probabilities("weights", weights)
         if weights.shape != (C,):
             raise ValueError(f"weights: expected shape ({C},), got {weights.shape}")
         mask = np.asarray(latent_mask)
-        if mask.shape != (P,) or mask.dtype != np.bool_:
-            raise ValueError(f"latent_mask: expected a boolean array of shape ({P},), got {mask.dtype} {mask.shape}")
+        if mask.shape != image_shape or mask.dtype != np.bool_:
+            want = "(H, W) = " if len(image_shape) == 2 else ""
+            raise ValueError(
+                f"latent_mask: expected a boolean array of shape {want}{image_shape} (matching templates "
+                f"{(C,) + image_shape}), got {mask.dtype} {mask.shape}"
+            )
+        mask = mask.ravel()
         if mask.all() or not mask.any():
             raise ValueError("latent_mask: must mark some, but not all, pixels as latent")
         self.templates, self.weights, self.latent_mask = templates, weights / weights.sum(), mask.copy()
+        self.image_shape = image_shape
         self.num_components, self.num_pixels = C, P
         self.latent_dim = int(mask.sum())
         self.obs_dim = P - self.latent_dim
@@ -83,42 +100,66 @@ class MissingPixels(Problem):
         return self._lat_on, self._lat_off
 
     def __repr__(self):
-        return f"MissingPixels(C={self.num_components}, P={self.num_pixels}, latent={self.latent_dim})"
+        shape = f" ({self.image_shape[0]}x{self.image_shape[1]})" if len(self.image_shape) == 2 else ""
+        return f"MissingPixels(C={self.num_components}, P={self.num_pixels}{shape}, latent={self.latent_dim})"
 
     @classmethod
-    def digits(cls, latent_rows=4, on=0.92, off=0.04):
+    def digits(cls, latent_rows=4, on=0.92, off=0.04, shaped=False):
         """The catalog instance: ten 8 x 8 digit glyphs, equal weights, the top
         ``latent_rows`` rows missing (4 = the top half, 32 latent bits; use 2
-        for 16 bits, where elbo/kl can enumerate)."""
+        for 16 bits, where elbo/kl can enumerate).  ``shaped=True`` builds it
+        from (10, 8, 8) templates and an (8, 8) mask, so images come out 8 x 8;
+        the default is the flat form (64 pixels)."""
         if not 1 <= int(latent_rows) < SIZE:
             raise ValueError(f"latent_rows: must be in 1..{SIZE - 1}, got {latent_rows}")
         mask = np.zeros((SIZE, SIZE), dtype=bool)
         mask[: int(latent_rows)] = True
         templates = digit_templates(on, off)
-        return cls(templates, np.full(templates.shape[0], 1.0 / templates.shape[0]), mask.ravel())
+        weights = np.full(templates.shape[0], 1.0 / templates.shape[0])
+        if shaped:
+            return cls(templates.reshape(-1, SIZE, SIZE), weights, mask)
+        return cls(templates, weights, mask.ravel())
 
     # ---- images ---------------------------------------------------------------
     def image(self, x, z):
-        """The full image (P,) from observed pixels x and a completion z."""
-        img = np.empty(self.num_pixels)
-        img[~self.latent_mask] = x
-        img[self.latent_mask] = z
-        return img
+        """The full image from observed pixels x (obs_dim,) and a completion z
+        (..., m): shape z.shape[:-1] + image_shape."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.obs_dim,):
+            raise ValueError(f"x: expected shape ({self.obs_dim},), got {x.shape}")
+        z = np.asarray(z, dtype=np.float64)
+        if z.ndim == 0 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z: expected trailing dimension {self.latent_dim}, got shape {z.shape}")
+        img = np.empty(z.shape[:-1] + (self.num_pixels,))
+        img[..., ~self.latent_mask] = x
+        img[..., self.latent_mask] = z
+        return img.reshape(z.shape[:-1] + self.image_shape)
 
     def split(self, image):
-        """(x, z) from a full image of P pixels."""
-        image = _check_bits("image", image, self.num_pixels)
+        """(x, z) from full images: (..., P) flat, or (..., H, W) for an image-shaped problem."""
+        arr = np.asarray(image)
+        if len(self.image_shape) == 2 and arr.ndim >= 2 and arr.shape[-2:] == self.image_shape:
+            arr = arr.reshape(arr.shape[:-2] + (self.num_pixels,))
+        elif arr.ndim == 0 or arr.shape[-1] != self.num_pixels:
+            raise ValueError(
+                f"image: expected trailing shape {self.image_shape} or ({self.num_pixels},), got shape {arr.shape}"
+            )
+        image = _check_bits("image", arr, self.num_pixels)
         return image[..., ~self.latent_mask], image[..., self.latent_mask]
 
     def sample_images(self, n, seed=0):
-        """n full images (n, P) and their components (n,)."""
+        """n full images (n, *image_shape) and their components (n,)."""
+        flat, c = self._sample_flat(n, seed)
+        return flat.reshape((flat.shape[0],) + self.image_shape), c
+
+    def _sample_flat(self, n, seed):
         n, rng = self._check_sample_args(n, seed)
         c = rng.choice(self.num_components, size=n, p=self.weights)
         return (rng.random((n, self.num_pixels)) < self.templates[c]).astype(np.int8), c
 
     def sample(self, n, seed=0):
         """n observations x (n, obs_dim): the unmasked pixels of sampled images."""
-        images, _ = self.sample_images(n, seed)
+        images, _ = self._sample_flat(n, seed)
         return images[:, ~self.latent_mask].astype(np.float64)
 
     # ---- densities ------------------------------------------------------------
