@@ -88,9 +88,10 @@ def parse_config(data: dict, default_name="sweep"):
         if "family" not in table:
             raise ValueError(f"problems.{label}.family: missing")
         family = table.pop("family")
-        x_seed = table.pop("x_seed", 0)
+        x_seed = table.pop("x_seed", None)
+        x = table.pop("x", None)
         try:
-            problems[label] = ProblemSpec(family, table, x_seed)
+            problems[label] = ProblemSpec(family, table, x_seed, x)
         except ValueError as exc:
             raise ValueError(f"problems.{label}.{exc}") from None
 

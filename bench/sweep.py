@@ -19,10 +19,14 @@ import json
 import numbers
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 
-import problems as _problems
+from estimators.gradients import METHODS as _ESTIMATOR_METHODS
+from estimators.gradients import OBJECTIVES as _ESTIMATOR_OBJECTIVES
 
+from .families import BUILTIN_FAMILIES, resolve_family
 from .presets import parse_preset
 
 __all__ = [
@@ -35,6 +39,9 @@ __all__ = [
     "Sweep",
     "cell_seed",
     "build_problem",
+    "build_instance",
+    "BuiltProblem",
+    "canonical_param",
 ]
 
 ESTIMATORS = {
@@ -43,25 +50,15 @@ ESTIMATORS = {
     "elbo": "(1/K) sum_k log w_k  (estimators.elbo)",
     "gradient": "d objective / d q.params  (estimators.gradient; crossed with methods x objectives)",
 }
-METHODS = ("score", "score_loo", "reparam", "stl", "dreg")
-OBJECTIVES = ("elbo", "iwae")
+# Read from their source packages, not copied: the gradient methods and
+# objectives estimators.gradient accepts, and the built-in problem families
+# (name -> problems.families.Family).  Families outside the package (import
+# strings, entry points) are resolved by bench.families.resolve_family.
+METHODS = tuple(_ESTIMATOR_METHODS)
+OBJECTIVES = tuple(_ESTIMATOR_OBJECTIVES)
+FAMILIES = BUILTIN_FAMILIES
 MIN_R = 4  # variance standard errors need four replicates
-
-# family -> (constructor, required parameters, optional parameters with defaults, description)
-FAMILIES = {
-    "LinearGaussian": (
-        _problems.LinearGaussian.random,
-        ("D", "d"),
-        {"seed": 0},
-        "LinearGaussian.random(D, d, seed): z ~ N(0, I_d), x | z ~ N(Wz + b, diag psi); Gaussian posterior",
-    ),
-    "GaussianMixture": (
-        _problems.GaussianMixture.random,
-        ("C", "D"),
-        {"seed": 0},
-        "GaussianMixture.random(C, D, seed): z ~ Cat(w) over C components, x | z ~ N(mu_z, Sigma_z) in D dims",
-    ),
-}
+RESERVED_KEYS = ("family", "x_seed", "x")  # the keys of a problem table that are not the family's parameters
 
 
 INT64_MAX = 2**63 - 1  # the kernels count samples and replicates in int64
@@ -93,51 +90,186 @@ def _str_list(key, values, allowed=None, what="value"):
     return tuple(values)
 
 
+def canonical_param(key, value):
+    """A problem parameter in the canonical, hashable form a cell's identity
+    is hashed from: bool, int, float (finite), str, or a tuple of those
+    (nested lists become nested tuples; JSON writes them back as lists)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"{key}: must be finite, got {value!r}")
+        return value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)):
+        return tuple(canonical_param(f"{key}[{i}]", v) for i, v in enumerate(value))
+    if isinstance(value, np.ndarray):
+        return canonical_param(key, value.tolist())
+    raise ValueError(
+        f"{key}: a problem parameter must be a number, a string, a boolean or a list of them, "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+def _thaw(value):
+    """Tuples back to lists, for the factory call and for JSON."""
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True)
 class ProblemSpec:
-    """A problem instance: ``family.random(**params)`` and the observation
-    ``x = p.sample(1, seed=x_seed)[0]``."""
+    """A problem instance: a family, its parameters and the observation.
+
+    ``family`` is a built-in family name (``problems.families.FAMILIES``), an
+    import string ``"package.module:attribute"`` or the name of an
+    ``evidence_bench.problems`` entry point (``bench.families``).
+    ``params`` are the family's parameters: for a built-in family checked
+    and completed with its defaults; for any other family scalars, strings,
+    booleans or lists of them, passed as keywords to ``random`` (or the
+    constructor).
+
+    The observation: ``x`` when given (a list of D numbers); else
+    ``p.sample(1, seed=x_seed)[0]`` when ``x_seed`` is given; else the
+    family's own fixed observation if it has one (MixturePrior's lecture
+    instance, RainforthLinearGaussian); else ``p.sample(1, seed=0)[0]``.
+    ``x_seed`` is then 0 for a family known to have no fixed observation and
+    None otherwise.
+    """
 
     family: str
-    params: tuple = ()  # sorted (name, value) pairs
-    x_seed: int = 0
+    params: tuple = ()  # sorted (name, canonical value) pairs
+    x_seed: int | None = 0
+    x: tuple | None = None
 
-    def __init__(self, family, params=None, x_seed=0):
-        if family not in FAMILIES:
-            raise ValueError(f"family: unknown problem {family!r}; expected one of {sorted(FAMILIES)}")
-        _, required, optional, _ = FAMILIES[family]
+    def __init__(self, family, params=None, x_seed=None, x=None):
+        fam = resolve_family(family)
         if params is not None and not isinstance(params, dict):
             raise ValueError(f"params: expected a mapping of {family}'s parameters, got {type(params).__name__}")
         params = dict(params or {})
         for name in params:
-            if name not in required and name not in optional:
-                raise ValueError(
-                    f"{name}: unknown parameter for {family}; expected {list(required) + list(optional)}"
-                )
-        for name in required:
-            if name not in params:
-                raise ValueError(f"{name}: missing; {family} needs {list(required)}")
-        full = {**optional, **params}
-        for name, value in full.items():
-            full[name] = _check_int(name, value, 0 if name == "seed" else 1)
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"params: parameter names must be non-empty strings, got {name!r}")
+            if name in RESERVED_KEYS:
+                raise ValueError(f"{name}: is not a parameter of {family}; give it as ProblemSpec's own argument")
+        # the family's own check first (its messages name the parameter: "D: must be an integer"),
+        # then the canonical form every value must have to be hashed into the cell's identity
+        full = fam.check_params(params)
+        full = {name: canonical_param(name, value) for name, value in full.items()}
+        if x is not None:
+            if x_seed is not None:
+                raise ValueError("x: give either x (the observation itself) or x_seed (to draw it), not both")
+            if isinstance(x, (str, bytes)) or not hasattr(x, "__iter__"):
+                raise ValueError(f"x: expected a list of numbers (one observation), got {x!r}")
+            x = canonical_param("x", list(x))
+            for i, v in enumerate(x):
+                if isinstance(v, (bool, str, tuple)):
+                    raise ValueError(f"x[{i}]: must be a number, got {v!r}")
+            x = tuple(float(v) for v in x)
+            if not x:
+                raise ValueError("x: must not be empty")
+        elif x_seed is not None:
+            x_seed = _check_int("x_seed", x_seed, 0)
+        elif fam.has_fixed_x(full) is False:
+            x_seed = 0  # no fixed observation: x = p.sample(1, seed=0)[0], as when x_seed = 0 is given
         object.__setattr__(self, "family", family)
         object.__setattr__(self, "params", tuple(sorted(full.items())))
-        object.__setattr__(self, "x_seed", _check_int("x_seed", x_seed, 0))
+        object.__setattr__(self, "x_seed", x_seed)
+        object.__setattr__(self, "x", x)
 
     def identity(self) -> dict:
-        return {"family": self.family, "params": dict(self.params), "x_seed": self.x_seed}
+        ident = {"family": self.family, "params": {k: _thaw(v) for k, v in self.params}, "x_seed": self.x_seed}
+        if self.x is not None:
+            ident["x"] = list(self.x)
+        return ident
+
+    def kwargs(self) -> dict:
+        """The parameters as the factory receives them (lists, not tuples)."""
+        return {k: _thaw(v) for k, v in self.params}
 
     def build(self):
         """(p, x) -- cached per process."""
-        return build_problem(self)
+        built = build_instance(self)
+        return built.problem, built.x
+
+
+@dataclass(frozen=True)
+class BuiltProblem:
+    """A built problem: ``problem``, the observation ``x`` (read-only) and how
+    x was chosen: ``x_seed`` (the seed x was drawn with, or -1 when it was
+    not drawn) and ``x_source`` ("sample", "family" or "given")."""
+
+    problem: object
+    x: np.ndarray
+    x_seed: int
+    x_source: str
+
+
+def _check_observation(p, x, what):
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"x: {what} is not an array of numbers ({exc})") from None
+    D = getattr(p, "obs_dim", None)
+    if arr.ndim != 1 or (D is not None and arr.shape != (D,)):
+        raise ValueError(f"x: {what} has shape {arr.shape}, expected ({D},) (the problem's obs_dim)")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"x: {what} contains non-finite values")
+    own = getattr(p, "_check_x", None)
+    if own is not None:
+        arr = own(arr)
+    arr = np.array(arr, dtype=np.float64)
+    arr.setflags(write=False)
+    return arr
 
 
 @functools.lru_cache(maxsize=64)
+def build_instance(spec: ProblemSpec) -> BuiltProblem:
+    """Build the problem and choose its observation (see ``ProblemSpec``).
+    ValueError (starting with the offending key) when the family cannot be
+    built or no observation can be had; cached per process."""
+    fam = resolve_family(spec.family)
+    kwargs = spec.kwargs()
+    try:
+        inst = fam.build(kwargs)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(
+            f"family: building {spec.family} with {kwargs} raised {type(exc).__name__}: {exc}"
+        ) from None
+    p, fixed = inst.problem, inst.x
+    for member in ("log_joint", "log_marginal", "prior"):
+        if not callable(getattr(p, member, None)):
+            raise ValueError(
+                f"family: {spec.family} built a {type(p).__name__}, which has no {member}; a problem needs "
+                "obs_dim, latent_dim, latent_type, log_joint, log_marginal and prior (see problems.Problem)"
+            )
+    if spec.x is not None:
+        return BuiltProblem(p, _check_observation(p, spec.x, "the given x"), -1, "given")
+    if spec.x_seed is None and fixed is not None:
+        return BuiltProblem(p, _check_observation(p, fixed, f"{spec.family}'s fixed observation"), -1, "family")
+    seed = 0 if spec.x_seed is None else spec.x_seed
+    sample = getattr(p, "sample", None)
+    if not callable(sample):
+        raise ValueError(
+            f"p.sample: {type(p).__name__} (family {spec.family}) has no sample(n, seed) to draw an observation "
+            "with, and its family gives no fixed x; give the observation as x = [...] in the problem's table"
+        )
+    X = np.asarray(sample(1, seed=seed))
+    if X.ndim != 2 or X.shape[0] != 1:
+        raise ValueError(f"p.sample: {type(p).__name__}.sample(1, seed) returned shape {X.shape}, expected (1, D)")
+    return BuiltProblem(p, _check_observation(p, X[0], f"{type(p).__name__}.sample(1, seed={seed})[0]"), seed, "sample")
+
+
 def build_problem(spec: ProblemSpec):
-    factory = FAMILIES[spec.family][0]
-    p = factory(**dict(spec.params))
-    x = p.sample(1, seed=spec.x_seed)[0]
-    return p, x
+    """(p, x) -- cached per process (``build_instance``)."""
+    return spec.build()
 
 
 def _canonical(obj) -> str:
@@ -229,9 +361,10 @@ class Sweep:
                 if "family" not in spec:
                     raise ValueError(f"problems.{label}.family: missing")
                 family = spec.pop("family")
-                x_seed = spec.pop("x_seed", 0)
+                x_seed = spec.pop("x_seed", None)
+                x = spec.pop("x", None)
                 try:
-                    spec = ProblemSpec(family, spec, x_seed)
+                    spec = ProblemSpec(family, spec, x_seed, x)
                 except ValueError as exc:
                     raise ValueError(f"problems.{label}.{exc}") from None
             elif not isinstance(spec, ProblemSpec):
