@@ -110,8 +110,12 @@ def jensen_fit(jt: pd.DataFrame) -> pd.DataFrame:
     """``metrics.wls_line`` of gap on KL with weights 1/SE^2, per problem and
     over all problems ("(all)"); z_slope = (slope - 1)/slope_se,
     z_intercept = intercept/intercept_se.  Groups with fewer than two
-    distinct KL values are left out (a line needs two)."""
+    distinct KL values are left out (a line needs two); so are points whose
+    KL is not known exactly (NaN: a problem without an exact KL for that q)
+    or not finite."""
     rows = []
+    if len(jt):
+        jt = jt[np.isfinite(jt["kl"]) & np.isfinite(jt["gap"]) & np.isfinite(jt["gap_se"])]
     groups = [(p, g) for p, g in jt.groupby("problem", sort=False)]
     if jt["problem"].nunique() > 1:
         groups.append(("(all)", jt))

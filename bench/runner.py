@@ -10,10 +10,15 @@ with ``bench.metrics``.
 Row semantics (one row per cell; NaN where a column does not apply):
 
 * every row: ``log_marginal`` = exact log p(x), ``kl`` = exact KL(q||p(z|x)),
-  ``elbo_exact`` = exact ELBO(q), ``rel_weight_var`` = Var_q[w]/p(x)^2
-  (exact; inf when infinite; NaN when the problem cannot compute it);
+  ``elbo_exact`` = exact ELBO(q) (``bench.exact.truths``: the problem's own
+  ``kl``/``elbo``, else enumeration, a Gaussian-posterior formula or the
+  identity for q = posterior; NaN when none applies), ``rel_weight_var`` =
+  Var_q[w]/p(x)^2 (exact; inf when infinite; NaN when no formula applies);
   ``var_log_w``, ``mu4_log_w`` = exact variance and fourth central moment
-  of log w under q (``bench.exact``; NaN where no formula).
+  of log w under q (``bench.exact``; NaN where no formula).  ``x_seed`` is
+  the seed x was drawn with, -1 when x is the family's own or was given.
+  A problem need only have ``log_joint``, ``log_marginal`` and ``prior``;
+  a cell it cannot serve is skipped by ``plan`` with the reason.
 * importance_sampling: ``truth`` = log p(x); mean/bias/variance/mse of
   log p-hat, each with an SE; ``ratio_bias`` = mean(p-hat/p) - 1 with SE;
   ``bias_pred`` = -rel_weight_var / (2K), the delta-method prediction of the
@@ -51,9 +56,9 @@ import estimators
 
 from . import analysis, exact, metrics, storage
 from .executors import get_executor
-from .presets import make_q
+from .presets import PresetUnavailable, make_q, parse_preset
 from .progress import Progress
-from .sweep import Cell, Sweep, cell_seed
+from .sweep import Cell, Sweep, build_instance, cell_seed
 
 __all__ = [
     "SCHEMA",
@@ -63,6 +68,10 @@ __all__ = [
     "task_groups",
     "task_cost",
     "run",
+    "plan",
+    "cell_q",
+    "cell_truths",
+    "skip_reason",
     "REFERENCE_METHOD",
     "IWAE_REF_REPLICATES",
 ]
@@ -108,6 +117,57 @@ SCHEMA = pa.schema(
 )
 
 
+@functools.lru_cache(maxsize=256)
+def cell_q(spec, q_name):
+    """The proposal of preset ``q_name`` for the problem of ``spec`` (cached
+    per process; ``PresetUnavailable`` when the problem cannot serve it)."""
+    p, x = spec.build()
+    return make_q(p, x, q_name)
+
+
+@functools.lru_cache(maxsize=256)
+def cell_truths(spec, q_name):
+    """``bench.exact.truths`` of (problem, x, q) -- (columns, reasons) --
+    cached per process.  The unmodified "posterior" preset is known to be
+    the exact posterior (KL = 0, ELBO = log p(x))."""
+    p, x = spec.build()
+    preset = parse_preset(q_name)
+    is_post = preset.base == "posterior" and not preset.modifiers
+    return exact.truths(p, x, cell_q(spec, q_name), q_is_posterior=is_post)
+
+
+@functools.lru_cache(maxsize=256)
+def _elbo_gradient(spec, q_name):
+    p, x = spec.build()
+    g, reason = exact.elbo_gradient(p, x, cell_q(spec, q_name))
+    if g is not None:
+        g.setflags(write=False)
+    return g, reason
+
+
+def skip_reason(cell: Cell):
+    """None if the cell can be computed, else why not: the problem cannot
+    serve its q preset, it has no exact truth for the cell's target (the
+    ELBO for "elbo", the ELBO gradient for gradient/"elbo"), or the
+    estimator refuses (p, q, K, method, objective) -- the estimator's own
+    message.  A problem that cannot be built at all is a ValueError."""
+    try:
+        cell_q(cell.spec, cell.q)
+    except PresetUnavailable as exc:
+        return str(exc)
+    if cell.estimator == "elbo":
+        cols, reasons = cell_truths(cell.spec, cell.q)
+        if not math.isfinite(cols["elbo_exact"]):
+            return f"elbo: no exact ELBO for q={cell.q}: {reasons.get('elbo_exact', 'not finite')}"
+    if cell.estimator == "gradient":
+        if cell.objective == "elbo":
+            g, reason = _elbo_gradient(cell.spec, cell.q)
+            if g is None:
+                return f"gradient: no exact ELBO gradient for q={cell.q}: {reason}"
+        return gradient_probe(cell)
+    return None
+
+
 def _empty_row(cell: Cell):
     row = {c: math.nan for c in _FLOAT}
     row.update({c: 0 for c in _INT})
@@ -124,7 +184,7 @@ def _empty_row(cell: Cell):
         K=cell.K,
         R=cell.R,
         seed=cell.seed,
-        x_seed=cell.spec.x_seed,
+        x_seed=build_instance(cell.spec).x_seed,  # -1: x was not drawn (the family's own, or given)
     )
     return row
 
@@ -142,7 +202,7 @@ def _scalar_metrics(row, est, truth):
 @functools.lru_cache(maxsize=256)
 def _iwae_reference(spec, q_name, K, ref_seed):
     p, x = spec.build()
-    q = make_q(p, x, q_name)
+    q = cell_q(spec, q_name)
     mean, se = estimators.iwae_gradient_reference(p, x, q, K, R_ref=IWAE_REF_REPLICATES, seed=ref_seed)
     mean.setflags(write=False)
     se.setflags(write=False)
@@ -155,7 +215,10 @@ def _gradient_truth(p, x, q, cell: Cell):
     seed of its own, derived from (problem, q, K) -- shared by the methods of
     one (problem, q, K) and independent of the estimates it is compared with."""
     if cell.objective == "elbo":
-        return np.asarray(p.elbo_grad(x, q), dtype=np.float64), None
+        g, reason = _elbo_gradient(cell.spec, cell.q)
+        if g is None:
+            raise ValueError(f"gradient: no exact ELBO gradient for q={cell.q}: {reason}")
+        return g, None
     ident = {"iwae_reference": {"problem": cell.spec.identity(), "q": cell.q, "K": cell.K}}
     return _iwae_reference(cell.spec, cell.q, cell.K, cell_seed(cell.root_seed, ident))
 
@@ -165,7 +228,7 @@ def gradient_probe(cell: Cell):
     objective), else the ValueError message it gives (the cell is skipped
     and the reason recorded)."""
     p, x = cell.spec.build()
-    q = make_q(p, x, cell.q)
+    q = cell_q(cell.spec, cell.q)
     try:
         estimators.gradient(p, x, q, cell.K, 1, cell.method, cell.objective, seed=0)
     except ValueError as exc:
@@ -178,15 +241,14 @@ def run_cell(cell: Cell) -> dict:
     if not isinstance(cell, Cell):
         raise ValueError(f"cell: expected a bench.Cell (e.g. from Sweep.cells()), got {type(cell).__name__}")
     p, x = cell.spec.build()
-    q = make_q(p, x, cell.q)
+    q = cell_q(cell.spec, cell.q)
     row = _empty_row(cell)
     row["q_family"] = type(q).__name__
-    row["log_marginal"] = float(p.log_marginal(x))
-    row["kl"] = float(p.kl(x, q))
-    row["elbo_exact"] = float(p.elbo(x, q))
-    row["rel_weight_var"] = exact.relative_weight_variance(p, x, q)
-    _, row["var_log_w"], row["mu4_log_w"] = exact.log_weight_moments(p, x, q)
+    cols, reasons = cell_truths(cell.spec, cell.q)
+    row.update(cols)
     K, R, seed = cell.K, cell.R, cell.seed
+    if cell.estimator == "elbo" and not math.isfinite(row["elbo_exact"]):
+        raise ValueError(f"elbo: no exact ELBO for q={cell.q}: {reasons.get('elbo_exact', 'not finite')}")
 
     if cell.estimator in ("importance_sampling", "elbo"):
         # weight_stats is the kernel behind importance_sampling (.log_p_hat)
@@ -289,25 +351,38 @@ def _as_out(out) -> Path:
     return out
 
 
+def _check_builds(cell):
+    """Build the cell's problem once; a ValueError naming the problem's label
+    when its family cannot be built or gives no observation."""
+    try:
+        build_instance(cell.spec)
+    except ValueError as exc:
+        raise ValueError(f"problems.{cell.problem}.{exc}") from None
+
+
 def plan(sweep):
     """(cells to run, skipped) for a Sweep or list of Sweeps: cells in sweep
-    order with duplicates removed; gradient cells the estimator refuses (e.g.
-    "reparam" for a Categorical q, "score_loo" at K = 1) are skipped with the
-    estimator's own message as the reason."""
+    order with duplicates removed.  Skipped, each with its reason
+    (``skip_reason``): cells whose q preset the problem cannot serve (e.g.
+    "uniform" for a user's model with neither posterior nor support), "elbo"
+    cells without an exact ELBO, gradient cells of the "elbo" objective
+    without an exact gradient, and gradient cells the estimator refuses (e.g.
+    "reparam" for a Categorical q, "score_loo" at K = 1: the estimator's own
+    message).  A problem that cannot be built is a ValueError naming its label."""
     cells, seen, skipped = [], set(), []
-    probes = {}
+    reasons = {}
     for s in _as_sweeps(sweep):
         for cell in s.cells():
             if cell.cell_id in seen:
                 continue
             seen.add(cell.cell_id)
-            if cell.estimator == "gradient":
-                key = (cell.spec, cell.q, cell.K, cell.method, cell.objective)
-                if key not in probes:
-                    probes[key] = gradient_probe(cell)
-                if probes[key] is not None:
-                    skipped.append({"cell": cell.label(), "cell_id": cell.cell_id, "reason": probes[key]})
-                    continue
+            _check_builds(cell)
+            key = (cell.spec, cell.q, cell.estimator, cell.K, cell.method, cell.objective)
+            if key not in reasons:
+                reasons[key] = skip_reason(cell)
+            if reasons[key] is not None:
+                skipped.append({"cell": cell.label(), "cell_id": cell.cell_id, "reason": reasons[key]})
+                continue
             cells.append(cell)
     return cells, skipped
 
