@@ -47,7 +47,8 @@ def build_parser():
                          "(computes the lecture's claims into it first if they are not there)")
     rep.add_argument("dir", help="results directory written by `run`")
 
-    sub.add_parser("list", help="problems, q presets, estimators, gradient methods and objectives")
+    sub.add_parser("list", help="problem families (built-in and entry points), q presets, estimators, "
+                   "gradient methods and objectives")
 
     pe = sub.add_parser("peers", help="samples/s of our kernels against NumPy, JAX and PyTorch")
     pe.add_argument("--K", type=int, nargs="+", default=None, help="sample sizes (default 1e2 ... 1e6)")
@@ -87,7 +88,7 @@ def _cmd_run(args):
     if args.scheduler is not None:
         print(f"executor: {df.attrs.get('executor')}")
     if skipped:
-        print(f"{len(skipped)} cells skipped (the estimator refuses them):")
+        print(f"{len(skipped)} cells skipped (the problem, its q or the estimator cannot serve them):")
         for reason, n in Counter(s["reason"] for s in skipped).most_common():
             print(f"  {n:4d} x {reason}")
     return 0
@@ -114,14 +115,23 @@ def _cmd_report(args):
 
 
 def _cmd_list(args):
+    from .families import ENTRY_POINT_GROUP, available_families
     from .presets import PRESET_HELP
-    from .sweep import ESTIMATORS, FAMILIES, METHODS, OBJECTIVES
+    from .sweep import ESTIMATORS, METHODS, OBJECTIVES
 
-    print("problems (family: parameters; [problems.<label>] family = ..., plus x_seed):")
-    for name, (_, required, optional, text) in FAMILIES.items():
-        opt = ", ".join(f"{k}={v}" for k, v in optional.items())
-        print(f"  {name}: {', '.join(required)}{', ' + opt if opt else ''}\n      {text}")
-    print("\nq presets (base[+modifier...]; a leading modifier starts from posterior):")
+    print("problem families ([problems.<label>] family = NAME, its parameters, and optionally x_seed = N or "
+          "x = [...]):")
+    for name, fam in available_families():
+        if isinstance(fam, ValueError):
+            print(f"  {name}  [entry point, fails to load]\n      {fam}")
+            continue
+        defaults = ", ".join(f"{k}={v!r}" for k, v in fam.defaults.items()) or "none"
+        print(f"  {name}  [{fam.source}]\n      {fam.description}\n      parameters: {fam.parameters or 'see its factory'}"
+              f"; defaults: {defaults}")
+    print(f'  any other: family = "package.module:Attribute" (built with Attribute.random(**params) if it has '
+          f'random, else Attribute(**params)), or an entry point of the group "{ENTRY_POINT_GROUP}"')
+    print("\nq presets (base[+modifier...]; a leading modifier starts from posterior; a preset a problem cannot "
+          "serve is a skipped cell):")
     for name, text in PRESET_HELP.items():
         print(f"  {name:12s} {text}")
     print("\nestimators:")
