@@ -25,6 +25,7 @@ from .proposals import (
 from .training import LinearEncoder, LinearVAEFit, fit_linear_vae, steps_to_reach
 from .warm_up import warm_up
 from .kernels import register_kernel
+from .smc import smc
 from .weights import WeightStats, execution_path, weight_stats
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "LinearVAEFit",
     "LinearEncoder",
     "steps_to_reach",
+    "smc",
 ]

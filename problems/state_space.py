@@ -297,6 +297,13 @@ class LinearGaussianStateSpace(_SeriesMixin, Problem):
         self.opt_gain, self.opt_G, self.opt_H = K, IKC @ A, C @ A
         self.opt_chol, self.opt_LS = _chol("transition_cov", cov), LS
         self.opt_chol0 = _chol("initial_cov", self._Pf[0])
+        # per-step members are called with small matrices, where a triangular
+        # solve costs far more in call overhead than a product with the inverse
+        o = self.emission_dim
+        self._LR_inv = solve_triangular(self.LR, np.eye(o), lower=True)
+        self._opt_LS_inv = solve_triangular(LS, np.eye(o), lower=True)
+        self._emission_log_norm = float(-np.sum(np.log(np.diag(self.LR))) - 0.5 * o * _LOG_2PI)
+        self._opt_log_norm = float(-np.sum(np.log(np.diag(LS))) - 0.5 * o * _LOG_2PI)
 
     # ---- filtering and smoothing means ---------------------------------------
     def _filter_means(self, Y):
@@ -539,13 +546,8 @@ class LinearGaussianStateSpace(_SeriesMixin, Problem):
         r""":math:`\log N(x_t; C z_t, R)` per row of z, (n,)."""
         self._check_step(t)
         z = np.asarray(z, dtype=np.float64)
-        r = np.asarray(x_t, dtype=np.float64) - z @ self.C.T
-        f = solve_triangular(self.LR, r.T, lower=True)
-        return (
-            -0.5 * np.sum(f * f, axis=0)
-            - np.sum(np.log(np.diag(self.LR)))
-            - 0.5 * self.emission_dim * _LOG_2PI
-        )
+        f = (np.asarray(x_t, dtype=np.float64) - z @ self.C.T) @ self._LR_inv.T
+        return self._emission_log_norm - 0.5 * np.sum(f * f, axis=1)
 
     def optimal_initial_sample(self, n, x_0, rng):
         r"""The locally optimal proposal at t = 0: (n draws of :math:`p(z_0 \mid x_0)
@@ -568,14 +570,8 @@ class LinearGaussianStateSpace(_SeriesMixin, Problem):
         z_prev = np.asarray(z_prev, dtype=np.float64)
         mean = z_prev @ self.opt_G.T + self.opt_gain @ x_t
         z = mean + rng.standard_normal(z_prev.shape) @ self.opt_chol.T
-        v = x_t - z_prev @ self.opt_H.T
-        e = solve_triangular(self.opt_LS, v.T, lower=True)
-        lw = (
-            -0.5 * np.sum(e * e, axis=0)
-            - np.sum(np.log(np.diag(self.opt_LS)))
-            - 0.5 * self.emission_dim * _LOG_2PI
-        )
-        return z, lw
+        e = (x_t - z_prev @ self.opt_H.T) @ self._opt_LS_inv.T
+        return z, self._opt_log_norm - 0.5 * np.sum(e * e, axis=1)
 
 
 # =========================================================================== hidden Markov

@@ -1,0 +1,220 @@
+r"""The compiled particle filter (sequential importance resampling).
+
+One replicate r runs on its own stream ``seed_state(key, r, 0)`` and holds
+O(N * state_dim) memory whatever T: the particles z (N, s) and a copy for
+resampling, the log-weights, the ancestors and N + 1 uniforms.  Replicates run
+in a ``prange`` loop; nothing a replicate computes depends on which thread
+runs it, so the output is bit-identical for any NUMBA_NUM_THREADS.
+
+The filter (``run_replicate``), with log-weights ``lw`` accumulated since the
+last resampling:
+
+.. math::
+    \text{for } t = 0..T-1:\ \text{if } t > 0 \text{ and resample\_now}(lw):\
+        \log\hat Z \mathrel{+}= \log\tfrac1N\textstyle\sum_i e^{lw_i},\
+        z \leftarrow z[\text{anc}],\ lw \leftarrow 0; \quad
+    z_t^i \sim q_t(\cdot \mid z_{t-1}^i),\ lw_i \mathrel{+}= \log \omega_t^i,
+
+and at the end :math:`\log\hat Z \mathrel{+}= \log\frac1N\sum_i e^{lw_i}`: the
+log of the product, over the stretches between resamplings, of the mean of
+the particles' accumulated weights.  The incremental weight is
+:math:`\omega_t = p(x_t \mid z_t)` for the bootstrap proposal
+:math:`q_t = p(z_t \mid z_{t-1})` and :math:`\omega_t = p(x_t \mid z_{t-1})`
+for the locally optimal :math:`q_t = p(z_t \mid z_{t-1}, x_t)`.
+
+The model step ``propagate(state, args, t, z, inc)`` moves every particle to
+time t in place and writes its log incremental weight into ``inc``; it is
+resolved at compile time from the namedtuple type of ``args`` (one type per
+model and proposal; see ``estimators._kernels.driver`` for why a type and not
+a function or a string).  Normals come from ``fill_normal``, s per particle in
+particle order, uniforms from ``fill_uniform``.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
+
+from ..rng import fill_normal, fill_uniform, seed_state
+from .resample import ancestors, log_mean_exp, max_finite, resample_now
+
+#: z_0 = m0 + L0 eps, z_t = A z_{t-1} + LQ eps; log w = log N(y_t; C z_t, LR LR^T)
+LGSSBootstrap = namedtuple("LGSSBootstrap", ["A", "C", "LQ", "LR", "m0", "L0", "Y", "log_norm"])
+#: z_0 = mean0 + L0 eps (log w = log_w0); z_t = G z_{t-1} + KY[t] + L eps, log w = log N(y_t; H z_{t-1}, LS LS^T)
+LGSSOptimal = namedtuple("LGSSOptimal", ["G", "KY", "H", "L", "LS", "mean0", "L0", "log_w0", "Y", "log_norm"])
+#: z_0 ~ cum0, z_t ~ cumA[z_{t-1}] (cumulative probabilities, exactly 1 from the last positive one); log w = logg[t, z_t]
+HMMBootstrap = namedtuple("HMMBootstrap", ["cum0", "cumA", "logg"])
+
+
+@njit(cache=True)
+def _lgss_bootstrap(state, args, t, z, inc):
+    N, s = z.shape
+    o = args.C.shape[0]
+    eps = np.empty(s)
+    zn = np.empty(s)
+    r = np.empty(o)
+    for i in range(N):
+        fill_normal(state, eps, s)
+        for a in range(s):
+            if t == 0:
+                acc = args.m0[a]
+                for b in range(a + 1):
+                    acc += args.L0[a, b] * eps[b]
+            else:
+                acc = 0.0
+                for b in range(s):
+                    acc += args.A[a, b] * z[i, b]
+                for b in range(a + 1):
+                    acc += args.LQ[a, b] * eps[b]
+            zn[a] = acc
+        q = 0.0
+        for a in range(o):
+            acc = args.Y[t, a]
+            for b in range(s):
+                acc -= args.C[a, b] * zn[b]
+            for b in range(a):
+                acc -= args.LR[a, b] * r[b]
+            r[a] = acc / args.LR[a, a]
+            q += r[a] * r[a]
+        for a in range(s):
+            z[i, a] = zn[a]
+        inc[i] = args.log_norm - 0.5 * q
+
+
+@njit(cache=True)
+def _lgss_optimal(state, args, t, z, inc):
+    N, s = z.shape
+    o = args.H.shape[0]
+    eps = np.empty(s)
+    zn = np.empty(s)
+    r = np.empty(o)
+    for i in range(N):
+        fill_normal(state, eps, s)
+        if t == 0:
+            for a in range(s):
+                acc = args.mean0[a]
+                for b in range(a + 1):
+                    acc += args.L0[a, b] * eps[b]
+                z[i, a] = acc
+            inc[i] = args.log_w0
+            continue
+        q = 0.0
+        for a in range(o):
+            acc = args.Y[t, a]
+            for b in range(s):
+                acc -= args.H[a, b] * z[i, b]
+            for b in range(a):
+                acc -= args.LS[a, b] * r[b]
+            r[a] = acc / args.LS[a, a]
+            q += r[a] * r[a]
+        for a in range(s):
+            acc = args.KY[t, a]
+            for b in range(s):
+                acc += args.G[a, b] * z[i, b]
+            for b in range(a + 1):
+                acc += args.L[a, b] * eps[b]
+            zn[a] = acc
+        for a in range(s):
+            z[i, a] = zn[a]
+        inc[i] = args.log_norm - 0.5 * q
+
+
+@njit(cache=True)
+def _hmm_bootstrap(state, args, t, z, inc):
+    N = z.shape[0]
+    S = args.cum0.shape[0]
+    u = np.empty(1)
+    for i in range(N):
+        fill_uniform(state, u, 1)
+        k = 0
+        if t == 0:
+            while k < S - 1 and args.cum0[k] <= u[0]:
+                k += 1
+        else:
+            row = int(z[i, 0])
+            while k < S - 1 and args.cumA[row, k] <= u[0]:
+                k += 1
+        z[i, 0] = k
+        inc[i] = args.logg[t, k]
+
+
+def propagate(state, args, t, z, inc):
+    """The model step for the namedtuple type of ``args`` (numba only)."""
+    raise NotImplementedError("propagate is resolved inside numba-compiled code only")
+
+
+@overload(propagate)
+def _propagate(state, args, t, z, inc):
+    if not isinstance(args, types.BaseNamedTuple):
+        return None
+    cls = args.instance_class
+    if cls is LGSSBootstrap:
+        step = _lgss_bootstrap
+    elif cls is LGSSOptimal:
+        step = _lgss_optimal
+    elif cls is HMMBootstrap:
+        step = _hmm_bootstrap
+    else:
+        raise ValueError(f"args: no particle-filter step for {cls!r}")
+
+    def impl(state, args, t, z, inc):
+        step(state, args, t, z, inc)
+
+    return impl
+
+
+@njit(cache=True)
+def run_replicate(args, key, r, N, T, s, method, threshold):
+    """(log Z_hat, number of resamplings) of replicate r."""
+    state = np.empty(4, dtype=np.uint64)
+    seed_state(state, key, r, 0)
+    z = np.zeros((N, s))
+    z2 = np.empty((N, s))
+    lw = np.zeros(N)
+    inc = np.empty(N)
+    anc = np.empty(N, dtype=np.int64)
+    u = np.empty(N + 1)
+    cum = np.empty(N)
+    log_z = 0.0
+    n_resampled = 0
+    for t in range(T):
+        if t > 0 and resample_now(lw, threshold):
+            log_z += log_mean_exp(lw)
+            fill_uniform(state, u, N + 1)
+            ancestors(method, lw, u, anc, cum)
+            for i in range(N):
+                a = anc[i]
+                for j in range(s):
+                    z2[i, j] = z[a, j]
+            z, z2 = z2, z
+            for i in range(N):
+                lw[i] = 0.0
+            n_resampled += 1
+        propagate(state, args, t, z, inc)
+        for i in range(N):
+            lw[i] += inc[i]
+        if max_finite(lw) == -np.inf:
+            return -np.inf, n_resampled
+    return log_z + log_mean_exp(lw), n_resampled
+
+
+@njit(cache=True, parallel=True)
+def smc_parallel(args, key, R, N, T, s, method, threshold):
+    out = np.empty((R, 2))
+    for r in prange(R):
+        log_z, n_res = run_replicate(args, key, r, N, T, s, method, threshold)
+        out[r, 0] = log_z
+        out[r, 1] = n_res
+    return out
+
+
+@njit(cache=True)
+def smc_serial(args, key, R, N, T, s, method, threshold):
+    out = np.empty((R, 2))
+    for r in range(R):
+        log_z, n_res = run_replicate(args, key, r, N, T, s, method, threshold)
+        out[r, 0] = log_z
+        out[r, 1] = n_res
+    return out
