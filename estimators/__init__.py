@@ -26,6 +26,7 @@ from .training import LinearEncoder, LinearVAEFit, fit_linear_vae, steps_to_reac
 from .warm_up import warm_up
 from .kernels import register_kernel
 from .smc import smc
+from .ais import ais
 from .weights import WeightStats, execution_path, weight_stats
 
 __all__ = [
@@ -56,4 +57,5 @@ __all__ = [
     "LinearEncoder",
     "steps_to_reach",
     "smc",
+    "ais",
 ]
