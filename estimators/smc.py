@@ -125,15 +125,17 @@ def compiled_args(p, Y, proposal):
     """(args namedtuple, state_dim) of the compiled filter for a built-in model, or None."""
     if type(p) is LinearGaussianStateSpace:
         if proposal == "bootstrap":
-            args = kernel.LGSSBootstrap(_c(p.A), _c(p.C), _c(p.LQ), _c(p.LR), _c(p.m0), _c(p.L0), _c(Y), _log_norm(p.LR))
+            LRi = p._LR_inv  # whitened emissions: |LR^-1 (y - C z)|^2 = |Yw - Cw z|^2
+            args = kernel.LGSSBootstrap(_c(p.A), _c(LRi @ p.C), _c(p.LQ), _c(p.m0), _c(p.L0), _c(Y @ LRi.T),
+                                        _log_norm(p.LR))
         else:
-            KY = _c(Y @ p.opt_gain.T)
-            mean0 = _c(p.m0 + p._K[0] @ (Y[0] - p.C @ p.m0))
+            LSi = p._opt_LS_inv
             v = Y[0] - p.C @ p.m0
+            mean0 = _c(p.m0 + p._K[0] @ v)
             e = np.linalg.solve(p._LS[0], v)
             log_w0 = float(-0.5 * e @ e + _log_norm(p._LS[0]))
-            args = kernel.LGSSOptimal(_c(p.opt_G), KY, _c(p.opt_H), _c(p.opt_chol), _c(p.opt_LS), mean0,
-                                      _c(p.opt_chol0), log_w0, _c(Y), _log_norm(p.opt_LS))
+            args = kernel.LGSSOptimal(_c(p.opt_G), _c(Y @ p.opt_gain.T), _c(LSi @ p.opt_H), _c(p.opt_chol), mean0,
+                                      _c(p.opt_chol0), log_w0, _c(Y @ LSi.T), _log_norm(p.opt_LS))
         return args, p.state_dim
     if type(p) is HiddenMarkov:
         g = p._log_emissions(Y[None])[0]  # (T, S)
@@ -221,11 +223,13 @@ def _generic(p, Y, N, R, key, proposal, method, threshold):
     for r in range(R):
         rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(key), spawn_key=(r, 0))))
         lw = np.zeros(N)
+        w = np.empty(N)
         log_z, n_res, z = 0.0, 0, None
+        m = s1 = s2 = 0.0
         for t in range(T):
-            if t > 0 and rs.resample_now(lw, threshold):
-                log_z += rs.log_mean_exp(lw)
-                rs.ancestors(method, lw, rng.random(N + 1), anc, cum)
+            if t > 0 and rs.resample_now(threshold, s1, s2, N):
+                log_z += m + np.log(s1) - np.log(N)
+                rs.ancestors(method, w, rng.random(N + 1), anc, cum)
                 z = z[anc]
                 lw[:] = 0.0
                 n_res += 1
@@ -243,10 +247,11 @@ def _generic(p, Y, N, R, key, proposal, method, threshold):
                     z = _particles("p.transition_sample", _call("p.transition_sample", p.transition_sample, t, z, rng), N)
                 inc = _log_weights("p.emission_log_prob", _call("p.emission_log_prob", p.emission_log_prob, t, z, Y[t]), N)
             lw += inc
-            if rs.max_finite(lw) == -np.inf:
+            m, s1, s2 = rs.relative_weights(lw, w)
+            if m == -np.inf:
                 log_z = -np.inf
                 break
         else:
-            log_z += rs.log_mean_exp(lw)
+            log_z += m + np.log(s1) - np.log(N)
         out[r] = log_z, n_res
     return out

@@ -191,8 +191,9 @@ def test_resampling_offspring_counts_are_n_times_the_weights(scheme):
     anc = np.empty(N, dtype=np.int64)
     cum = np.empty(N)
     code = smc_module.RESAMPLING[scheme]
+    w = 3.0 * np.exp(lw - lw.max())  # unnormalised; the dead particle has weight exactly 0
     for i in range(reps):
-        rs.ancestors(code, lw + 5.0, rng.random(N + 1), anc, cum)
+        rs.ancestors(code, w, rng.random(N + 1), anc, cum)
         counts[i] = np.bincount(anc, minlength=N)
     assert np.all(counts.sum(axis=1) == N)
     assert np.all(counts[:, 3] == 0)

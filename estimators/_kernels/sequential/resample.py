@@ -1,7 +1,7 @@
 r"""Resampling, effective sample size and log-mean-exp for particle filters.
 
-Every function works on unnormalised log-weights ``lw`` (N,) of which at
-least one is finite.  A resampling draws N ancestor indices ``anc`` from the
+The filters keep unnormalised log-weights ``lw`` (N,) and exponentiate them
+once per step (``relative_weights``) into w = exp(lw - max lw).  A resampling draws N ancestor indices ``anc`` from the
 normalised weights :math:`W_i = w_i / \sum_j w_j` by inverting the cumulative
 weights at N sorted points :math:`u_{(1)} \le \dots \le u_{(N)}` in [0, 1):
 
@@ -39,39 +39,34 @@ def max_finite(lw):
 
 
 @njit(cache=True)
-def log_mean_exp(lw):
-    r""":math:`\log \frac1N \sum_i e^{lw_i}` (-inf when every weight is zero)."""
-    n = lw.shape[0]
+def relative_weights(lw, w):
+    r"""w[i] <- exp(lw[i] - m) with m = max(lw); returns (m, sum w, sum w^2).
+
+    The one pass of exponentials per step: the effective sample size
+    :math:`(\sum w)^2/\sum w^2`, the log-mean weight :math:`m + \log\sum w - \log N`
+    and the resampling all read it.  m = -inf (every weight zero) leaves w untouched."""
     m = max_finite(lw)
     if m == -np.inf:
-        return -np.inf
-    acc = 0.0
-    for i in range(n):
-        acc += np.exp(lw[i] - m)
-    return m + np.log(acc) - np.log(n)
-
-
-@njit(cache=True)
-def ess(lw):
-    r"""Effective sample size :math:`(\sum w)^2 / \sum w^2` in [1, N]."""
-    m = max_finite(lw)
+        return m, 0.0, 0.0
     s1 = 0.0
     s2 = 0.0
     for i in range(lw.shape[0]):
-        w = np.exp(lw[i] - m)
-        s1 += w
-        s2 += w * w
-    return s1 * s1 / s2
+        v = np.exp(lw[i] - m)
+        w[i] = v
+        s1 += v
+        s2 += v * v
+    return m, s1, s2
 
 
 @njit(cache=True)
-def resample_now(lw, threshold):
-    """Whether to resample: always at threshold >= 1, never at <= 0, else when ESS < threshold * N."""
+def resample_now(threshold, s1, s2, n):
+    """Whether to resample: always at threshold >= 1, never at <= 0, else when
+    ESS = s1^2 / s2 < threshold * n."""
     if threshold >= 1.0:
         return True
     if threshold <= 0.0:
         return False
-    return ess(lw) < threshold * lw.shape[0]
+    return s1 * s1 / s2 < threshold * n
 
 
 @njit(cache=True)
@@ -98,18 +93,17 @@ def _invert(cum, total, last, u, m, anc, offset):
 
 
 @njit(cache=True)
-def ancestors(method, lw, u, anc, cum):
-    """anc[:N] <- the ancestor indices of one resampling of weights exp(lw), from the
-    N + 1 uniforms in u (overwritten); ``cum`` is (N,) scratch."""
-    n = lw.shape[0]
-    m = max_finite(lw)
+def ancestors(method, w, u, anc, cum):
+    """anc[:N] <- the ancestor indices of one resampling of the (unnormalised,
+    non-negative, not all zero) weights w, from the N + 1 uniforms in u
+    (overwritten); ``cum`` is (N,) scratch."""
+    n = w.shape[0]
     total = 0.0
     last = 0
     for i in range(n):
-        w = np.exp(lw[i] - m)
-        total += w
+        total += w[i]
         cum[i] = total
-        if w > 0.0:
+        if w[i] > 0.0:
             last = i
     if method == MULTINOMIAL:
         _sorted_uniforms(u, n)
@@ -128,7 +122,7 @@ def ancestors(method, lw, u, anc, cum):
         res_total = 0.0
         res_last = 0
         for i in range(n):
-            nw = n * (np.exp(lw[i] - m) / total)
+            nw = n * (w[i] / total)
             c = int(np.floor(nw))
             if c > n - k:
                 c = n - k

@@ -26,8 +26,8 @@ The model step ``propagate(state, args, t, z, inc)`` moves every particle to
 time t in place and writes its log incremental weight into ``inc``; it is
 resolved at compile time from the namedtuple type of ``args`` (one type per
 model and proposal; see ``estimators._kernels.driver`` for why a type and not
-a function or a string).  Normals come from ``fill_normal``, s per particle in
-particle order, uniforms from ``fill_uniform``.
+a function or a string).  Normals come from ``fill_normal``, N * s per step,
+particle after particle, uniforms from ``fill_uniform``.
 """
 
 from collections import namedtuple
@@ -38,83 +38,81 @@ from numba.core import types
 from numba.extending import overload
 
 from ..rng import fill_normal, fill_uniform, seed_state
-from .resample import ancestors, log_mean_exp, max_finite, resample_now
+from .resample import ancestors, relative_weights, resample_now
 
-#: z_0 = m0 + L0 eps, z_t = A z_{t-1} + LQ eps; log w = log N(y_t; C z_t, LR LR^T)
-LGSSBootstrap = namedtuple("LGSSBootstrap", ["A", "C", "LQ", "LR", "m0", "L0", "Y", "log_norm"])
-#: z_0 = mean0 + L0 eps (log w = log_w0); z_t = G z_{t-1} + KY[t] + L eps, log w = log N(y_t; H z_{t-1}, LS LS^T)
-LGSSOptimal = namedtuple("LGSSOptimal", ["G", "KY", "H", "L", "LS", "mean0", "L0", "log_w0", "Y", "log_norm"])
+# The safe subset of fastmath (DESIGN.md): contraction and reassociation of the
+# small dot products; nothing assumed about inf/NaN.
+SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+#: z_0 = m0 + L0 eps, z_t = A z_{t-1} + LQ eps; log w = log_norm - |Yw[t] - Cw z_t|^2 / 2
+#: (emissions whitened by the emission covariance's Cholesky factor LR: Cw = LR^-1 C, Yw[t] = LR^-1 y_t)
+LGSSBootstrap = namedtuple("LGSSBootstrap", ["A", "Cw", "LQ", "m0", "L0", "Yw", "log_norm"])
+#: z_0 = mean0 + L0 eps (log w = log_w0); z_t = G z_{t-1} + KY[t] + L eps,
+#: log w = log_norm - |Yw[t] - Hw z_{t-1}|^2 / 2 (whitened by the Cholesky factor of S = C Q C^T + R)
+LGSSOptimal = namedtuple("LGSSOptimal", ["G", "KY", "Hw", "L", "mean0", "L0", "log_w0", "Yw", "log_norm"])
 #: z_0 ~ cum0, z_t ~ cumA[z_{t-1}] (cumulative probabilities, exactly 1 from the last positive one); log w = logg[t, z_t]
 HMMBootstrap = namedtuple("HMMBootstrap", ["cum0", "cumA", "logg"])
 
 
-@njit(cache=True)
-def _lgss_bootstrap(state, args, t, z, inc):
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _lgss_bootstrap(state, args, t, z, inc, buf):
     N, s = z.shape
-    o = args.C.shape[0]
-    eps = np.empty(s)
+    o = args.Cw.shape[0]
     zn = np.empty(s)
-    r = np.empty(o)
+    fill_normal(state, buf, N * s)
     for i in range(N):
-        fill_normal(state, eps, s)
+        e = i * s
         for a in range(s):
             if t == 0:
                 acc = args.m0[a]
                 for b in range(a + 1):
-                    acc += args.L0[a, b] * eps[b]
+                    acc += args.L0[a, b] * buf[e + b]
             else:
                 acc = 0.0
                 for b in range(s):
                     acc += args.A[a, b] * z[i, b]
                 for b in range(a + 1):
-                    acc += args.LQ[a, b] * eps[b]
+                    acc += args.LQ[a, b] * buf[e + b]
             zn[a] = acc
         q = 0.0
         for a in range(o):
-            acc = args.Y[t, a]
+            r = args.Yw[t, a]
             for b in range(s):
-                acc -= args.C[a, b] * zn[b]
-            for b in range(a):
-                acc -= args.LR[a, b] * r[b]
-            r[a] = acc / args.LR[a, a]
-            q += r[a] * r[a]
+                r -= args.Cw[a, b] * zn[b]
+            q += r * r
         for a in range(s):
             z[i, a] = zn[a]
         inc[i] = args.log_norm - 0.5 * q
 
 
-@njit(cache=True)
-def _lgss_optimal(state, args, t, z, inc):
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _lgss_optimal(state, args, t, z, inc, buf):
     N, s = z.shape
-    o = args.H.shape[0]
-    eps = np.empty(s)
+    o = args.Hw.shape[0]
     zn = np.empty(s)
-    r = np.empty(o)
+    fill_normal(state, buf, N * s)
     for i in range(N):
-        fill_normal(state, eps, s)
+        e = i * s
         if t == 0:
             for a in range(s):
                 acc = args.mean0[a]
                 for b in range(a + 1):
-                    acc += args.L0[a, b] * eps[b]
+                    acc += args.L0[a, b] * buf[e + b]
                 z[i, a] = acc
             inc[i] = args.log_w0
             continue
         q = 0.0
         for a in range(o):
-            acc = args.Y[t, a]
+            r = args.Yw[t, a]
             for b in range(s):
-                acc -= args.H[a, b] * z[i, b]
-            for b in range(a):
-                acc -= args.LS[a, b] * r[b]
-            r[a] = acc / args.LS[a, a]
-            q += r[a] * r[a]
+                r -= args.Hw[a, b] * z[i, b]
+            q += r * r
         for a in range(s):
             acc = args.KY[t, a]
             for b in range(s):
                 acc += args.G[a, b] * z[i, b]
             for b in range(a + 1):
-                acc += args.L[a, b] * eps[b]
+                acc += args.L[a, b] * buf[e + b]
             zn[a] = acc
         for a in range(s):
             z[i, a] = zn[a]
@@ -122,31 +120,31 @@ def _lgss_optimal(state, args, t, z, inc):
 
 
 @njit(cache=True)
-def _hmm_bootstrap(state, args, t, z, inc):
+def _hmm_bootstrap(state, args, t, z, inc, buf):
     N = z.shape[0]
     S = args.cum0.shape[0]
-    u = np.empty(1)
+    fill_uniform(state, buf, N)
     for i in range(N):
-        fill_uniform(state, u, 1)
+        u = buf[i]
         k = 0
         if t == 0:
-            while k < S - 1 and args.cum0[k] <= u[0]:
+            while k < S - 1 and args.cum0[k] <= u:
                 k += 1
         else:
             row = int(z[i, 0])
-            while k < S - 1 and args.cumA[row, k] <= u[0]:
+            while k < S - 1 and args.cumA[row, k] <= u:
                 k += 1
         z[i, 0] = k
         inc[i] = args.logg[t, k]
 
 
-def propagate(state, args, t, z, inc):
+def propagate(state, args, t, z, inc, buf):
     """The model step for the namedtuple type of ``args`` (numba only)."""
     raise NotImplementedError("propagate is resolved inside numba-compiled code only")
 
 
 @overload(propagate)
-def _propagate(state, args, t, z, inc):
+def _propagate(state, args, t, z, inc, buf):
     if not isinstance(args, types.BaseNamedTuple):
         return None
     cls = args.instance_class
@@ -159,31 +157,40 @@ def _propagate(state, args, t, z, inc):
     else:
         raise ValueError(f"args: no particle-filter step for {cls!r}")
 
-    def impl(state, args, t, z, inc):
-        step(state, args, t, z, inc)
+    def impl(state, args, t, z, inc, buf):
+        step(state, args, t, z, inc, buf)
 
     return impl
 
 
 @njit(cache=True)
 def run_replicate(args, key, r, N, T, s, method, threshold):
-    """(log Z_hat, number of resamplings) of replicate r."""
+    """(log Z_hat, number of resamplings) of replicate r.
+
+    Per step: propagate (N * s normals, or N uniforms for a discrete state,
+    drawn in one call), lw += log-increments, then one pass of exponentials
+    (``relative_weights``) that the ESS test, the evidence and the next
+    resampling share.  A resampling draws N + 1 uniforms."""
     state = np.empty(4, dtype=np.uint64)
     seed_state(state, key, r, 0)
     z = np.zeros((N, s))
     z2 = np.empty((N, s))
     lw = np.zeros(N)
+    w = np.empty(N)
     inc = np.empty(N)
+    buf = np.empty(N * s)
     anc = np.empty(N, dtype=np.int64)
     u = np.empty(N + 1)
     cum = np.empty(N)
     log_z = 0.0
     n_resampled = 0
+    m, s1, s2 = 0.0, 0.0, 0.0
+    log_n = np.log(N)
     for t in range(T):
-        if t > 0 and resample_now(lw, threshold):
-            log_z += log_mean_exp(lw)
+        if t > 0 and resample_now(threshold, s1, s2, N):
+            log_z += m + np.log(s1) - log_n
             fill_uniform(state, u, N + 1)
-            ancestors(method, lw, u, anc, cum)
+            ancestors(method, w, u, anc, cum)
             for i in range(N):
                 a = anc[i]
                 for j in range(s):
@@ -192,12 +199,13 @@ def run_replicate(args, key, r, N, T, s, method, threshold):
             for i in range(N):
                 lw[i] = 0.0
             n_resampled += 1
-        propagate(state, args, t, z, inc)
+        propagate(state, args, t, z, inc, buf)
         for i in range(N):
             lw[i] += inc[i]
-        if max_finite(lw) == -np.inf:
+        m, s1, s2 = relative_weights(lw, w)
+        if m == -np.inf:
             return -np.inf, n_resampled
-    return log_z + log_mean_exp(lw), n_resampled
+    return log_z + m + np.log(s1) - log_n, n_resampled
 
 
 @njit(cache=True, parallel=True)
