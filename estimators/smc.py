@@ -56,8 +56,7 @@ PROPOSALS = ("bootstrap", "optimal")
 RESAMPLING = {"multinomial": rs.MULTINOMIAL, "stratified": rs.STRATIFIED, "systematic": rs.SYSTEMATIC,
               "residual": rs.RESIDUAL}
 _LOG_2PI = float(np.log(2.0 * np.pi))
-# particles, their copy, log-weights, increments, ancestors, uniforms, cumulative weights
-_MAX_REPLICATE_BYTES = 2**31
+_MAX_REPLICATE_BYTES = 2**31  # working memory of one replicate
 SERIAL_MAX_WORK = 1 << 15  # particle-steps in all below which the replicates run without a prange launch
 
 
@@ -170,7 +169,7 @@ def _run(p, x, N, R, seed=0, proposal="bootstrap", resampling="systematic", ess_
             f'{type(p).__name__} does not offer; use proposal="bootstrap"'
         )
     s = int(p.state_dim)
-    need = N * (2 * s + 5) * 8
+    need = N * (2 * s + 6) * 8  # z and its copy (N s each); lw, w, inc, u, cum, anc
     if need > _MAX_REPLICATE_BYTES:
         raise ValueError(f"N: {N} particles of dimension {s} need {need / 2**30:.1f} GiB per replicate (limit 2 GiB)")
     built = compiled_args(p, Y, proposal)

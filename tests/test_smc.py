@@ -272,6 +272,7 @@ def test_bad_input_names_the_argument(lgss, hmm):
     cases = [
         (dict(N=0), "^N:"),
         (dict(N=2.5), "^N:"),
+        (dict(N=10**9), "^N:"),  # 144 GB per replicate
         (dict(R=0), "^R:"),
         (dict(seed=-1), "^seed:"),
         (dict(proposal="guided"), "^proposal:"),

@@ -2,7 +2,9 @@ r"""The compiled particle filter (sequential importance resampling).
 
 One replicate r runs on its own stream ``seed_state(key, r, 0)`` and holds
 O(N * state_dim) memory whatever T: the particles z (N, s) and a copy for
-resampling, the log-weights, the ancestors and N + 1 uniforms.  Replicates run
+resampling, the log-weights and their exponentials, the increments, the
+ancestors, the cumulative weights and N + 1 uniforms: about (2 s + 6) * 8 * N
+bytes.  Replicates run
 in a ``prange`` loop; nothing a replicate computes depends on which thread
 runs it, so the output is bit-identical for any NUMBA_NUM_THREADS.
 
@@ -26,8 +28,9 @@ The model step ``propagate(state, args, t, z, inc)`` moves every particle to
 time t in place and writes its log incremental weight into ``inc``; it is
 resolved at compile time from the namedtuple type of ``args`` (one type per
 model and proposal; see ``estimators._kernels.driver`` for why a type and not
-a function or a string).  Normals come from ``fill_normal``, N * s per step,
-particle after particle, uniforms from ``fill_uniform``.
+a function or a string).  Normals come from ``fill_normal``, s per particle,
+particle after particle (generated ``BLOCK`` particles at a time), uniforms
+from ``fill_uniform``.
 """
 
 from collections import namedtuple
@@ -53,15 +56,19 @@ LGSSOptimal = namedtuple("LGSSOptimal", ["G", "KY", "Hw", "L", "mean0", "L0", "l
 #: z_0 ~ cum0, z_t ~ cumA[z_{t-1}] (cumulative probabilities, exactly 1 from the last positive one); log w = logg[t, z_t]
 HMMBootstrap = namedtuple("HMMBootstrap", ["cum0", "cumA", "logg"])
 
+BLOCK = 256  # particles whose base draws are generated in one call (a stream: the numbers do not depend on it)
+
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _lgss_bootstrap(state, args, t, z, inc, buf):
     N, s = z.shape
     o = args.Cw.shape[0]
     zn = np.empty(s)
-    fill_normal(state, buf, N * s)
+    nb = buf.shape[0] // s
     for i in range(N):
-        e = i * s
+        e = (i % nb) * s
+        if e == 0:
+            fill_normal(state, buf, min(nb, N - i) * s)
         for a in range(s):
             if t == 0:
                 acc = args.m0[a]
@@ -90,9 +97,11 @@ def _lgss_optimal(state, args, t, z, inc, buf):
     N, s = z.shape
     o = args.Hw.shape[0]
     zn = np.empty(s)
-    fill_normal(state, buf, N * s)
+    nb = buf.shape[0] // s
     for i in range(N):
-        e = i * s
+        e = (i % nb) * s
+        if e == 0:
+            fill_normal(state, buf, min(nb, N - i) * s)
         if t == 0:
             for a in range(s):
                 acc = args.mean0[a]
@@ -123,9 +132,12 @@ def _lgss_optimal(state, args, t, z, inc, buf):
 def _hmm_bootstrap(state, args, t, z, inc, buf):
     N = z.shape[0]
     S = args.cum0.shape[0]
-    fill_uniform(state, buf, N)
+    nb = buf.shape[0]
     for i in range(N):
-        u = buf[i]
+        j = i % nb
+        if j == 0:
+            fill_uniform(state, buf, min(nb, N - i))
+        u = buf[j]
         k = 0
         if t == 0:
             while k < S - 1 and args.cum0[k] <= u:
@@ -168,7 +180,7 @@ def run_replicate(args, key, r, N, T, s, method, threshold):
     """(log Z_hat, number of resamplings) of replicate r.
 
     Per step: propagate (N * s normals, or N uniforms for a discrete state,
-    drawn in one call), lw += log-increments, then one pass of exponentials
+    drawn BLOCK particles at a time), lw += log-increments, then one pass of exponentials
     (``relative_weights``) that the ESS test, the evidence and the next
     resampling share.  A resampling draws N + 1 uniforms."""
     state = np.empty(4, dtype=np.uint64)
@@ -178,7 +190,7 @@ def run_replicate(args, key, r, N, T, s, method, threshold):
     lw = np.zeros(N)
     w = np.empty(N)
     inc = np.empty(N)
-    buf = np.empty(N * s)
+    buf = np.empty(BLOCK * s)
     anc = np.empty(N, dtype=np.int64)
     u = np.empty(N + 1)
     cum = np.empty(N)
