@@ -84,7 +84,6 @@ def estimator_benchmark(benchmark, request):
         row["problem"] = label or type(p).__name__
         row["q"] = q_label or row["q_family"]
         row["test"] = request.node.nodeid
-        row["user"] = True
         for k, v in row.items():
             if _jsonable(v):
                 benchmark.extra_info[k] = v

@@ -61,7 +61,7 @@ def _measure(fn, p, x, q, K, R, seed, target, options, call=None):
     else:
         est, seconds = call(entry)
     row = {"estimator": entry.name, "target": tgt, "K": int(K), "R": int(R), "seed": int(seed),
-           "q_family": type(q).__name__, "family": type(p).__name__}
+           "q_family": type(q).__name__, "family": type(p).__name__, "user": not entry.builtin}
     row.update({k: (v if isinstance(v, (int, float, str, bool)) else repr(v)) for k, v in options.items()})
     row.update(rows.exact_columns(p, x, q))
     truth, truth_se = rows.truth_for(tgt, p, x, q, K)

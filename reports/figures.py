@@ -13,6 +13,8 @@ formulas are in each docstring.
 * ``jensen_gap_vs_kl``    measured Jensen gap vs exact KL on y = x, with residuals in SEs.
 * ``gradient_variance_vs_k`` / ``gradient_snr_vs_k``   per method, per objective.
 * ``throughput_vs_k``     samples per second vs K per estimator.
+* ``estimators_vs_k``     every estimator of one target (the built-ins and a
+                          user's, marked "yours") side by side: bias and variance vs K.
 
 Every data line carries a ``gid`` naming what it shows ("variance:<q>",
 "prediction:<q>", "gap:<q>", "variance:<method>", "throughput:<label>", ...),
@@ -37,6 +39,8 @@ __all__ = [
     "gradient_variance_vs_k",
     "gradient_snr_vs_k",
     "throughput_vs_k",
+    "estimators_vs_k",
+    "row_targets",
     "ZERO_VARIANCE",
 ]
 
@@ -212,7 +216,10 @@ def bias_vs_k(df):
         ax.plot([], [], "k--", lw=1.2, label=r"prediction Var$[w]/(2Kp^2)$")
         ax.plot([], [], "ko", mfc="none", ls="none", label="measured, |bias| < 2 SE")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        if any(len(line.get_xdata()) for line in ax.lines):
+            ax.set_yscale("log")
+        else:  # every q was the posterior (bias 0): nothing to put on a log axis
+            ax.set_yticks([])
         ax.set_xlabel("K (samples per estimate)")
         ax.set_ylabel(r"$\log p(x) - E[\log \hat p(x)]$  (±1 SE)")
         ax.set_title(f"{problem} ({pdf['family'].iloc[0]})" if "family" in pdf else problem)
@@ -384,4 +391,97 @@ def throughput_vs_k(df):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, ncol=1 if n_lines < 8 else 2, loc="lower right")
     fig.suptitle("Throughput vs K: K·R samples per second of one timed call per cell (compilation excluded)")
+    return fig
+
+
+# --------------------------------------------------------------------------- estimators side by side
+
+#: Okabe & Ito's colour-blind-safe palette (black last)
+OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+_TARGET_TEXT = {
+    "log_marginal": r"estimators of $\log p(x)$",
+    "elbo": "estimators of the ELBO",
+}
+
+
+def row_targets(df):
+    """The target of every row: the ``target`` column where present, else from
+    the built-in estimator's name ("importance_sampling" -> log_marginal,
+    "elbo" -> elbo, "gradient" -> elbo_grad / iwae_grad by objective)."""
+    derived = np.where(
+        df["estimator"] == "importance_sampling", "log_marginal",
+        np.where(df["estimator"] == "elbo", "elbo",
+                 np.where(df.get("objective", "") == "iwae", "iwae_grad", "elbo_grad")))
+    if "target" not in df:
+        return derived
+    t = df["target"].fillna("").astype(str).to_numpy()
+    return np.where(t != "", t, derived)
+
+
+def _is_user(df):
+    if "user" not in df:
+        return np.zeros(len(df), dtype=bool)
+    return df["user"].fillna(False).astype(bool).to_numpy()
+
+
+def estimators_vs_k(df, target="log_marginal", max_panels=6):
+    r"""Every estimator of one value target side by side, per (problem, q):
+    the bias (top; symmetric-log axis, so no point is dropped for its sign;
+    ±1 SE bars) and the variance (bottom, log-log) against K.
+
+    The built-in estimators are solid lines with filled markers; a user's
+    (column ``user``) dashed with hollow markers, labelled "(yours)".  At most
+    ``max_panels`` (problem, q) pairs are drawn, those with the most
+    estimators first; the title says how many were left out."""
+    _require(df, ["problem", "q", "K", "estimator", "bias", "bias_se", "variance"], "estimators_vs_k")
+    sub = df[row_targets(df) == target].copy()
+    if sub.empty:
+        raise ValueError(f"df: no rows of target {target!r} to draw estimators_vs_k")
+    sub["_user"] = _is_user(sub)
+    names = list(dict.fromkeys(sub.sort_values("_user", kind="stable")["estimator"]))
+    style = {n: (OKABE_ITO[i % len(OKABE_ITO)], _MARKERS[i % len(_MARKERS)]) for i, n in enumerate(names)}
+    pairs = sub.groupby(["problem", "q"], sort=False)["estimator"].nunique().sort_values(ascending=False, kind="stable")
+    shown = list(pairs.index[:max_panels])
+    fig, axes = _panels(len(shown), nrows=2, height=3.4, width=max(5.2, 9.0 / len(shown)))
+    for col, (problem, q) in enumerate(shown):
+        g = sub[(sub["problem"] == problem) & (sub["q"] == q)]
+        top, bottom = axes[0][col], axes[1][col]
+        linthresh, zero_notes = [], []
+        for name, h in g.groupby("estimator", sort=False):
+            h = h.sort_values("K")
+            user = bool(h["_user"].iloc[0])
+            color, marker = style[name]
+            label = f"{name} (yours)" if user else name
+            kw = dict(color=color, marker=marker, ms=5, lw=1.3, capsize=2, ls="--" if user else "-",
+                      mfc="white" if user else color, label=label)
+            K = h["K"].to_numpy(float)
+            b, bse = h["bias"].to_numpy(float), h["bias_se"].to_numpy(float)
+            eb = top.errorbar(K, b, yerr=bse, **kw)
+            eb.lines[0].set_gid(f"bias:{name}")
+            linthresh.extend(bse[np.isfinite(bse) & (bse > 0)])
+            v = h["variance"].to_numpy(float)
+            ok = np.isfinite(v) & (v > ZERO_VARIANCE)
+            if not ok.all():
+                zero_notes.append(f"{label}: {int((~ok).sum())} point(s) with variance 0 (round-off) not drawn")
+            if ok.any():
+                line, = bottom.plot(K[ok], v[ok], **{k: kw[k] for k in ("color", "marker", "ms", "lw", "ls", "mfc")})
+                line.set_gid(f"variance:{name}")
+        top.axhline(0.0, color="0.4", lw=0.8)
+        top.set_yscale("symlog", linthresh=float(np.median(linthresh)) if linthresh else 1e-3)
+        for ax in (top, bottom):
+            ax.set_xscale("log")
+            ax.grid(True, which="major", alpha=0.3)
+        if any(len(line.get_xdata()) for line in bottom.lines):
+            bottom.set_yscale("log")
+        _note(bottom, zero_notes, inside=True)
+        top.set_title(f"{problem}, q = {q}", fontsize=9)
+        top.set_ylabel("bias (mean − truth)")
+        bottom.set_ylabel("variance over R replicates")
+        bottom.set_xlabel("K (samples per estimate)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8,
+               title="estimator", title_fontsize=8)
+    left_out = len(pairs) - len(shown)
+    more = f"; {left_out} more (problem, q) pairs in the tables" if left_out > 0 else ""
+    fig.suptitle(f"All {_TARGET_TEXT.get(target, target)} side by side\nbias (±1 SE) and variance vs K{more}")
     return fig

@@ -115,6 +115,14 @@ def _figure_specs(res):
                           "Median over coordinates of |mean|/sd; dotted: the floor √(2/π)/√R that a "
                           "coordinate with zero true gradient shows.",
                           lambda q=q: F.gradient_snr_vs_k(df, q)))
+    targets = F.row_targets(df)
+    for target, title in (("log_marginal", "log p(x)"), ("elbo", "the ELBO")):
+        names = set(df.loc[targets == target, "estimator"])
+        if len(names) >= 2 or ("user" in df and df.loc[targets == target, "user"].fillna(False).astype(bool).any()):
+            specs.append((f"estimators_vs_K_{target}", f"Every estimator of {title} vs K",
+                          "Each estimator's bias (symmetric-log axis, ±1 SE) and variance against K, per problem "
+                          "and q; a user's estimators are dashed with hollow markers and labelled “(yours)”.",
+                          lambda target=target: F.estimators_vs_k(df, target)))
     specs.append(("throughput_vs_K", "Throughput vs K",
                   "Samples per second of one timed call per cell (compilation excluded by a warm-up call).",
                   lambda: F.throughput_vs_k(df)))
