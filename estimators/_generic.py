@@ -28,6 +28,7 @@ driver ``_kernels.user_driver`` instead, for the affine built-in proposals.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from problems.base import LATENT_TYPES, describe_latent
@@ -35,6 +36,7 @@ from problems.base import LATENT_TYPES, describe_latent
 from ._kernels import generic as gk
 from ._kernels import gradient_driver as gd
 from ._kernels import user_driver
+from ._kernels.diagnostics import user as diagnostics_user
 from ._kernels.driver import CHUNK, combine_replicates, use_serial
 from ._validation import as_float_array
 from .proposals import Gaussian, MultivariateGaussian, Uniform
@@ -44,6 +46,9 @@ __all__ = [
     "check_x",
     "check_proposal",
     "weight_sums",
+    "weight_sums_top",
+    "replicate_log_weights",
+    "unit_log_weights",
     "user_compiled",
     "gradient_support",
     "GenericGradient",
@@ -218,23 +223,52 @@ def user_compiled(p, q):
     return getattr(p, "compiled_log_joint", None) is not None and type(q) in _AFFINE
 
 
-def _user_compiled_sums(p, x, q, key, K, R):
+def _probe_compiled(p, f, x, z):
+    """Call the user's compiled density once, as the driver will (float64
+    arrays x (D,), z (d,)): a ValueError naming p.compiled_log_joint when it
+    does not compile so or does not return one float."""
+    try:
+        value = f(x, z)
+    except numba.core.errors.NumbaError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            "p.compiled_log_joint: does not compile as f(x, z) -> float for float64 arrays x of shape "
+            f"({p.obs_dim},) and z of shape ({p.latent_dim},): {first}"
+        ) from None
+    except Exception as exc:
+        raise ValueError(f"p.compiled_log_joint: raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(value, (float, int, np.floating, np.integer)) or isinstance(value, bool):
+        raise ValueError(
+            f"p.compiled_log_joint: must return one float per sample, returned {type(value).__name__}"
+        )
+
+
+def _user_compiled_args(p, x, q):
+    """(f, x, loc, T, diagonal, normal_base, log_q_const): the user driver's arguments."""
     f = p.compiled_log_joint
     if not hasattr(f, "py_func"):
         raise ValueError(
             "p.compiled_log_joint: must be a numba @njit function f(x, z) -> float of one sample, "
             f"got {type(f).__name__}"
         )
+    _probe_compiled(p, f, np.ascontiguousarray(x), np.ascontiguousarray(q._affine()[0], dtype=np.float64))
     loc, T, diagonal, base = q._affine()
     T = np.ascontiguousarray(T, dtype=np.float64)
     log_det = float(np.sum(np.log(np.abs(np.diag(T)))))
     log_q_const = (-0.5 * q.dim * np.log(2.0 * np.pi) - log_det) if base == "normal" else -log_det
     loc = np.array(loc, dtype=np.float64, order="C")
-    run = user_driver.user_stats_serial if use_serial(K, R) else user_driver.user_stats_parallel
-    out = run(f, np.ascontiguousarray(x), loc, T, bool(diagonal), base == "normal", float(log_q_const), key, K, R)
+    return (f, np.ascontiguousarray(x), loc, T, bool(diagonal), base == "normal", float(log_q_const))
+
+
+def _check_user_sums(out):
     if np.isnan(out).any() or np.isposinf(out[:, :2]).any():
         raise ValueError("p.compiled_log_joint: returned NaN or +inf for some draws")
     return out
+
+
+def _user_compiled_sums(p, x, q, key, K, R):
+    run = user_driver.user_stats_serial if use_serial(K, R) else user_driver.user_stats_parallel
+    return _check_user_sums(run(*_user_compiled_args(p, x, q), key, K, R))
 
 
 def weight_sums(p, x, q, key, K, R):
@@ -247,6 +281,51 @@ def weight_sums(p, x, q, key, K, R):
         z, log_q, _ = draw_unit(p, q, n, key, r, c)
         gk.fold_unit(np.ascontiguousarray(log_weights_unit(p, x, z, log_q)), parts[u])
     return combine_replicates(parts, R, n_chunks)
+
+
+def unit_log_weights(p, x, q, key, K, R):
+    """Yield (u, r, c, lw) for every unit in order: the log-weights (n,) of unit
+    (replicate r, chunk c), the draws every estimator sees with this key."""
+    for u, r, c, n in _units(K, R):
+        z, log_q, _ = draw_unit(p, q, n, key, r, c)
+        yield u, r, c, np.ascontiguousarray(log_weights_unit(p, x, z, log_q))
+
+
+def _largest(values, m):
+    """The m largest entries of values (unordered), by np.partition."""
+    n = values.shape[0]
+    return values if n <= m else np.partition(values, n - m)[n - m :]
+
+
+def weight_sums_top(p, x, q, key, K, R, cap):
+    """``weight_sums`` and, from the same pass, each replicate's min(cap, K)
+    largest log-weights in ascending order, (R, min(cap, K)): each unit's
+    largest by np.partition, merged into its replicate's (the largest values of
+    a multiset do not depend on the merge order)."""
+    if user_compiled(p, q):
+        out, top = diagnostics_user.user_top_stats(_user_compiled_args(p, x, q), key, K, R, cap)
+        return _check_user_sums(out), top
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    size = min(cap, K)
+    parts = np.empty((R * n_chunks, gk.NSTATS))
+    tops = [np.empty(0)] * R
+    for u, r, _, lw in unit_log_weights(p, x, q, key, K, R):
+        gk.fold_unit(lw, parts[u])
+        tops[r] = _largest(np.concatenate([tops[r], _largest(lw, size)]), size)
+    return combine_replicates(parts, R, n_chunks), np.sort(np.stack(tops), axis=1)
+
+
+def replicate_log_weights(p, x, q, key, K):
+    """(K,) the log-weights of replicate 0: the draws of ``weight_sums``' replicate 0."""
+    if user_compiled(p, q):
+        out = diagnostics_user.user_log_weights(_user_compiled_args(p, x, q), key, K)
+        if np.isnan(out).any() or np.isposinf(out).any():
+            raise ValueError("p.compiled_log_joint: returned NaN or +inf for some draws")
+        return out
+    out = np.empty(K)
+    for _, _, c, lw in unit_log_weights(p, x, q, key, K, 1):
+        out[c * CHUNK : c * CHUNK + lw.shape[0]] = lw
+    return out
 
 
 # --------------------------------------------------------------------------- gradients

@@ -12,7 +12,8 @@ registered with the driver by ``register_block``) and ``args`` its fields;
 its kernel does not cover, and that (problem, q) pair then runs on the generic
 path (``estimators.execution_path`` says which path a call takes).  Lookup
 follows the problem's class hierarchy, so a subclass of a built-in problem
-keeps its parent's kernel unless it registers its own.
+keeps its parent's kernel unless it registers its own -- or overrides
+``log_joint``, which makes it another model: it then runs on the generic path.
 
 A user's model needs no registration: every problem runs on the generic path,
 and one that offers ``compiled_log_joint`` runs compiled (see
@@ -49,6 +50,10 @@ def compiled_block(p, x, q):
     for cls in type(p).__mro__:
         build = _BUILDERS.get(cls)
         if build is not None:
+            # a subclass that redefines the model (its own log_joint) is another
+            # model: the parent's kernel would compute the parent's weights
+            if getattr(type(p), "log_joint", None) is not getattr(cls, "log_joint", None):
+                return None
             return build(p, x, q)
     return None
 

@@ -801,11 +801,6 @@ def test_protocol_mistakes_are_value_errors_never_attribute_errors():
 # marker with the fix; a fix makes these XPASS, which fails the run until the marker goes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: estimators/kernels.py compiled_block walks the MRO, so a subclass of a built-in problem that "
-    "overrides log_joint still runs its parent's compiled kernel and silently ignores the override",
-)
 def test_a_subclass_that_overrides_log_joint_is_not_served_by_the_parents_kernel():
     lg = problems.LinearGaussian.random(D=3, d=2, seed=0)
     x = lg.sample(1, seed=1)[0]
@@ -828,11 +823,6 @@ def test_a_subclass_that_overrides_log_joint_is_not_served_by_the_parents_kernel
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: estimators/_generic.py _user_compiled_sums lets numba's TypingError escape when "
-    "p.compiled_log_joint does not compile as f(x, z) -> float, instead of a ValueError naming it",
-)
 @pytest.mark.parametrize("kind", ["one argument", "returns an array"])
 def test_a_compiled_log_joint_of_the_wrong_signature_is_a_value_error(kind):
     lg, user, x = _lg_pair()
