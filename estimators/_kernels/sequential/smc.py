@@ -62,34 +62,40 @@ BLOCK = 256  # particles whose base draws are generated in one call (a stream: t
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _lgss_bootstrap(state, args, t, z, inc, buf):
     N, s = z.shape
-    o = args.Cw.shape[0]
+    Cw, yw, log_norm = args.Cw, args.Yw[t], args.log_norm
+    o = Cw.shape[0]
+    if t == 0:  # z_0 = m0 + L0 eps
+        M, L, c = args.A, args.L0, args.m0
+        use_prev = False
+    else:  # z_t = A z_{t-1} + LQ eps
+        M, L, c = args.A, args.LQ, args.m0
+        use_prev = True
     zn = np.empty(s)
     nb = buf.shape[0] // s
     for i in range(N):
         e = (i % nb) * s
         if e == 0:
             fill_normal(state, buf, min(nb, N - i) * s)
+        zi = z[i]
         for a in range(s):
-            if t == 0:
-                acc = args.m0[a]
-                for b in range(a + 1):
-                    acc += args.L0[a, b] * buf[e + b]
-            else:
+            if use_prev:
                 acc = 0.0
                 for b in range(s):
-                    acc += args.A[a, b] * z[i, b]
-                for b in range(a + 1):
-                    acc += args.LQ[a, b] * buf[e + b]
+                    acc += M[a, b] * zi[b]
+            else:
+                acc = c[a]
+            for b in range(a + 1):
+                acc += L[a, b] * buf[e + b]
             zn[a] = acc
         q = 0.0
         for a in range(o):
-            r = args.Yw[t, a]
+            r = yw[a]
             for b in range(s):
-                r -= args.Cw[a, b] * zn[b]
+                r -= Cw[a, b] * zn[b]
             q += r * r
         for a in range(s):
-            z[i, a] = zn[a]
-        inc[i] = args.log_norm - 0.5 * q
+            zi[a] = zn[a]
+        inc[i] = log_norm - 0.5 * q
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
