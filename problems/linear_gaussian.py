@@ -102,6 +102,15 @@ class LinearGaussian(Problem):
         log_lik = -0.5 * np.sum(resid**2 / self.psi, axis=-1) - 0.5 * np.sum(np.log(2 * np.pi * self.psi))
         return log_prior + log_lik
 
+    def grad_log_joint(self, x, z):
+        r""":math:`\nabla_z \log p(x, z) = -z + W^T \Psi^{-1}(x - b - W z)`, shape of z."""
+        x = as_float_array("x", x)
+        z = as_float_array("z", z)
+        if z.ndim == 0 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z: expected trailing dimension {self.latent_dim}, got shape {z.shape}")
+        resid = x - (z @ self.W.T + self.b)
+        return -z + (resid / self.psi) @ self.W
+
     def _log_marginal_rows(self, X):
         L = self._marg_chol
         eps = solve_triangular(L, (X - self.b).T, lower=True)

@@ -379,3 +379,13 @@ def test_weight_second_moment_2d_by_nested_quadrature(seed):
 
     ratio = integrate.quad_vec(inner, -L, L, **opts)[0]
     np.testing.assert_allclose(p.relative_weight_variance(x, q), ratio - 1, rtol=1e-7, atol=1e-10)
+
+
+def test_grad_log_joint_matches_finite_differences():
+    """d/dz log p(x, z) against central differences of the log-joint (an independent computation)."""
+    p = LinearGaussian.random(4, 3, seed=0)
+    x = p.sample(1, seed=1)[0]
+    z = np.random.default_rng(0).standard_normal((5, 3))
+    h = 1e-6
+    fd = np.array([(p.log_joint(x, z + h * e) - p.log_joint(x, z - h * e)) / (2 * h) for e in np.eye(3)]).T
+    np.testing.assert_allclose(p.grad_log_joint(x, z), fd, rtol=1e-6, atol=1e-7)
