@@ -797,8 +797,8 @@ def test_protocol_mistakes_are_value_errors_never_attribute_errors():
             call()
 
 
-# =========================================================================== known bugs (strict xfail: remove the
-# marker with the fix; a fix makes these XPASS, which fails the run until the marker goes)
+# =========================================================================== once bugs: a subclass that redefines the
+# model, and a compiled_log_joint numba cannot compile as f(x, z) -> float
 
 
 def test_a_subclass_that_overrides_log_joint_is_not_served_by_the_parents_kernel():
