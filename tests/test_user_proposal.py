@@ -98,8 +98,8 @@ class ReparamStudentT(StudentT):
 
 
 class LinearGaussianWithGrad:
-    """A user's wrapper of a built-in LinearGaussian adding grad_log_joint (the
-    built-in problem has none), so the pathwise methods can run."""
+    """A user's wrapper of a built-in LinearGaussian with its own grad_log_joint
+    (a plain class on the generic path, whatever the built-in offers)."""
 
     latent_type = "continuous"
 
@@ -265,14 +265,18 @@ def test_score_gradients_with_a_user_proposal_d2(method):
     assert_unbiased(estimators.gradient(lg, x, q, 20, 800, method, seed=105), truth, f"t-proposal d=2 {method}")
 
 
+@pytest.mark.parametrize("model", ["user wrapper", "built-in"])
 @pytest.mark.parametrize("method", ["reparam", "stl", "dreg"])
-def test_pathwise_gradients_with_a_user_proposal(method):
+def test_pathwise_gradients_with_a_user_proposal(method, model):
     """With sample_noise/transform/transform_vjp/grad_z_log_prob and a model
-    offering grad_log_joint, the pathwise methods run too."""
+    offering grad_log_joint (a user's wrapper, or the built-in LinearGaussian's
+    own), the pathwise methods run too."""
     lg, x, loc, scale = _setup(2)
-    p, q = LinearGaussianWithGrad(lg), ReparamStudentT(loc, scale)
+    p = LinearGaussianWithGrad(lg) if model == "user wrapper" else lg
+    q = ReparamStudentT(loc, scale)
     truth = finite_difference(lambda th: elbo_closed_form(lg, x, th), q.params)
-    assert_unbiased(estimators.gradient(p, x, q, 20, 800, method, seed=106), truth, f"t-proposal d=2 {method}")
+    g = estimators.gradient(p, x, q, 20, 800, method, seed=106)
+    assert_unbiased(g, truth, f"t-proposal d=2 {method} on the {model}")
 
 
 def test_a_user_proposal_missing_or_breaking_members_gets_value_errors():
