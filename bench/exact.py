@@ -81,7 +81,7 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
-from estimators import Gaussian, MultivariateGaussian, Uniform
+from estimators import Gaussian, MixtureOfGaussians, MultivariateGaussian, Uniform
 
 __all__ = [
     "MAX_ENUMERATION_BITS",
@@ -246,22 +246,73 @@ def elbo_mean_moments(var, mu4, K):
     return var / K, (mu4 + 3.0 * (K - 1) * var * var) / K**3
 
 
+def _log_gaussian_ratio_integral(mu, Sigma, m, S):
+    r""":math:`\log \int N(z;\mu,\Sigma)^2 / N(z; m, S)\,dz` (+inf where it diverges):
+    :math:`\log|S| - \tfrac12\log|\Sigma| - \tfrac12\log|2S - \Sigma| + \delta^T(2S - \Sigma)^{-1}\delta`,
+    :math:`\delta = \mu - m`, finite iff :math:`2S - \Sigma` is positive definite
+    (the derivation is that of ``LinearGaussian.log_weight_second_moment``)."""
+    M = 2.0 * S - Sigma
+    M = 0.5 * (M + M.T)
+    try:
+        L = np.linalg.cholesky(M)
+    except np.linalg.LinAlgError:
+        return math.inf
+    delta = mu - m
+    y = np.linalg.solve(L, delta)
+    return float(np.linalg.slogdet(S)[1] - 0.5 * np.linalg.slogdet(Sigma)[1] - np.sum(np.log(np.diag(L))) + y @ y)
+
+
+def _log_mixture_ratio_integral(post, m, s2):
+    r""":math:`\log \int \pi(z)^2 / N(z; m, s^2)\,dz` for a 1-D Gaussian mixture
+    :math:`\pi = \sum_i w_i N(\mu_i, v_i)` (+inf where it diverges): the sum over
+    pairs (i, j) of :math:`w_i w_j \int N_i N_j / N(m, s^2)`, each a Gaussian
+    integral of precision :math:`P = 1/v_i + 1/v_j - 1/s^2` (finite iff P > 0)
+    and linear coefficient :math:`L = \mu_i/v_i + \mu_j/v_j - m/s^2`:
+    :math:`\tfrac12\log(s^2/(v_i v_j P)) - \tfrac12(\mu_i^2/v_i + \mu_j^2/v_j - m^2/s^2) + L^2/(2P)`."""
+    w, mu, v = post.weights, post.locs, post.scales**2
+    keep = w > 0
+    w, mu, v = w[keep], mu[keep], v[keep]
+    P = 1.0 / v[:, None] + 1.0 / v[None, :] - 1.0 / s2
+    if not (P > 0).all():
+        return math.inf
+    L = mu[:, None] / v[:, None] + mu[None, :] / v[None, :] - m / s2
+    c = mu[:, None] ** 2 / v[:, None] + mu[None, :] ** 2 / v[None, :] - m * m / s2
+    log_i = 0.5 * np.log(s2 / (v[:, None] * v[None, :] * P)) - 0.5 * c + L * L / (2.0 * P)
+    return float(logsumexp(np.log(w)[:, None] + np.log(w)[None, :] + log_i))
+
+
 def relative_weight_variance(p, x, q):
-    r""":math:`\mathrm{Var}_q[w]/p(x)^2`: by enumeration for a discrete latent
-    (see the module docstring), the problem's own closed form when it has one
-    (``LinearGaussian.relative_weight_variance``, Gaussian q; inf when
-    infinite), else NaN (e.g. a uniform box, or MixturePrior)."""
+    r""":math:`\mathrm{Var}_q[w]/p(x)^2 = \int \pi^2/q - 1` (:math:`\pi = p(z|x)`):
+    by enumeration for a discrete latent (see the module docstring), the
+    problem's own closed form when it has one
+    (``LinearGaussian.relative_weight_variance``), else for a Gaussian q the
+    closed forms against a Gaussian posterior or a 1-D Gaussian-mixture
+    posterior (``_log_gaussian_ratio_integral``,
+    ``_log_mixture_ratio_integral``; inf when infinite), else NaN (e.g. a
+    uniform box)."""
     enum = _enumerated(p, x, q)
     if enum is not None:
         return enum["rel_var"]
+    if not isinstance(q, (Gaussian, MultivariateGaussian)):
+        return math.nan
     fn = getattr(p, "relative_weight_variance", None)
-    if callable(fn) and isinstance(q, (Gaussian, MultivariateGaussian)):
+    if callable(fn):
         try:
             # a variance: clip the round-off of expm1(~1e-16) at q = posterior
             return max(float(fn(x, q)), 0.0)
         except _REFUSALS:
-            return math.nan
-    return math.nan
+            pass
+    post_fn = getattr(p, "posterior", None)
+    post = post_fn(x) if callable(post_fn) else None
+    m, S = np.asarray(q.mean, dtype=np.float64), np.asarray(q.cov, dtype=np.float64)
+    if isinstance(post, (Gaussian, MultivariateGaussian)):
+        log_e2 = _log_gaussian_ratio_integral(np.asarray(post.loc, dtype=np.float64),
+                                              np.asarray(post.cov, dtype=np.float64), m, S)
+    elif isinstance(post, MixtureOfGaussians) and q.dim == 1:
+        log_e2 = _log_mixture_ratio_integral(post, float(m[0]), float(S[0, 0]))
+    else:
+        return math.nan
+    return max(0.0, float(np.expm1(log_e2)))
 
 
 # --------------------------------------------------------------------------- truth columns
