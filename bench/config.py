@@ -7,10 +7,19 @@
 
     [problems.lg]           # a label of your choice
     family = "LinearGaussian"   # see `python -m bench list`
-    D = 5                   # the family's parameters (LinearGaussian: D, d, seed)
+    D = 5                   # the family's parameters (LinearGaussian: D, d, seed; all optional)
     d = 2
     seed = 1                # seed of the random problem instance
     x_seed = 2              # x = p.sample(1, seed=x_seed)[0]
+
+    [problems.lecture]
+    family = "MixturePrior" # no parameters: the lecture's instance at its own x = 0.5
+
+    [problems.mine]         # a model of your own, by import string (module on sys.path)
+    family = "mypkg.models:MyModel"   # MyModel.random(**params) if it has random, else MyModel(**params)
+    scale = 0.5             # its parameters: numbers, strings, booleans or lists of them
+    weights = [0.3, 0.7]
+    x = [0.4, 1.2]          # the observation itself (instead of x_seed), e.g. for a model without sample
 
     [[sweep]]               # one cross product; several blocks are concatenated
     problems = ["lg"]       # optional: default every problem
@@ -27,8 +36,16 @@
     K = [2, 10, 100]
     R = 100
 
+``family`` is a built-in family, an import string, or the name of an entry
+point of the group ``evidence_bench.problems`` (``bench.families``).  The
+reserved keys of a problem table are ``family``, ``x_seed`` and ``x``; every
+other key is a parameter of the family.  Without ``x`` or ``x_seed`` the
+observation is the family's own when it has one (MixturePrior's lecture
+instance, RainforthLinearGaussian), else ``p.sample(1, seed=0)[0]``.
+
 Every mistake is a ValueError naming the key, e.g. ``sweep[0].K[2]: must be
->= 1, got 0`` or ``problems.lg.family: unknown problem 'Foo'``.
+>= 1, got 0``, ``problems.lg.family: unknown problem 'Foo'`` or
+``problems.mine.family: cannot import module 'mypkg.models' ...``.
 """
 
 from __future__ import annotations
