@@ -16,10 +16,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import numbers
 from dataclasses import dataclass, field
-
-import math
 
 import numpy as np
 
@@ -144,7 +143,7 @@ class ProblemSpec:
 
     family: str
     params: tuple = ()  # sorted (name, canonical value) pairs
-    x_seed: int | None = 0
+    x_seed: int | None = None
     x: tuple | None = None
 
     def __init__(self, family, params=None, x_seed=None, x=None):
