@@ -27,7 +27,8 @@ from .warm_up import warm_up
 from .kernels import register_kernel
 from .smc import smc
 from .ais import ais
-from .weights import WeightStats, execution_path, weight_stats
+from .weights import WeightStats, execution_path, log_weights, weight_stats
+from . import psis
 
 __all__ = [
     "Gaussian",
@@ -47,6 +48,8 @@ __all__ = [
     "iwae_gradient_reference",
     "weight_stats",
     "WeightStats",
+    "log_weights",
+    "psis",
     "execution_path",
     "register_kernel",
     "kernels",

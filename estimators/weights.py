@@ -10,21 +10,30 @@ the K weights of one replicate, which the kernel computes in one pass:
 
 Then :math:`\log \hat p(x) = A - \log K`, :math:`\widehat{\mathrm{ELBO}} = C / K`
 and the effective sample size is :math:`\mathrm{ESS} = e^{2A - B} \in [1, K]`.
+
+The same pass keeps each replicate's M + 1 largest log-weights
+(M = ``psis.tail_size(K)``, about 3 sqrt K), from which ``.khat`` fits the PSIS
+Pareto k-hat when it is first read (``estimators.psis``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from . import _targets  # noqa: F401  (registers the built-in problems' kernels)
-from ._generic import check_problem, check_proposal, check_x, user_compiled, weight_sums
-from ._kernels.driver import log_weight_stats
+from . import psis
+from ._generic import check_problem, check_proposal, check_x, replicate_log_weights, user_compiled, weight_sums_top
+from ._kernels.diagnostics import tail as tail_kernel
 from ._validation import check_count, check_seed
 from .kernels import compiled_block
 
-__all__ = ["WeightStats", "weight_stats", "seed_key", "execution_path"]
+__all__ = ["WeightStats", "weight_stats", "log_weights", "seed_key", "execution_path", "LOG_WEIGHTS_MAX_K"]
+
+#: the largest K ``log_weights`` returns: it holds all K log-weights (8 bytes each, 800 MB at 1e8)
+LOG_WEIGHTS_MAX_K = 10**8
 
 
 def seed_key(seed):
@@ -62,12 +71,17 @@ def execution_path(p, x, q):
 
 @dataclass(frozen=True)
 class WeightStats:
-    """Per-replicate sums of the K importance weights (arrays of shape (R,))."""
+    """Per-replicate sums of the K importance weights (arrays of shape (R,)).
+
+    ``top_log_w`` (R, min(K, M + 1)): each replicate's M + 1 largest
+    log-weights in ascending order, M = ``psis.tail_size(K)`` (None when the
+    stats were built without them; ``.khat`` then raises)."""
 
     K: int
     log_sum_w: np.ndarray
     log_sum_w2: np.ndarray
     sum_log_w: np.ndarray
+    top_log_w: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def log_p_hat(self):
@@ -90,6 +104,20 @@ class WeightStats:
             ess = np.where(np.isfinite(self.log_sum_w), np.exp(2 * self.log_sum_w - self.log_sum_w2), np.nan)
         return np.clip(ess, 1.0, float(self.K))
 
+    @cached_property
+    def khat(self):
+        """(R,) the PSIS Pareto k-hat of each replicate's weights (``estimators.psis``):
+        the generalised-Pareto shape fitted to the M largest weights above the
+        (M+1)-th, as ArviZ's ``psislw``.  inf where 4 or fewer weights lie above
+        the threshold (K <= 20, or ties), NaN where every weight is zero.  Fitted
+        on first access (the pass kept only the M + 1 largest log-weights)."""
+        if self.top_log_w is None:
+            raise ValueError(
+                "khat: this WeightStats holds no largest log-weights (top_log_w is None); "
+                "estimators.weight_stats keeps them"
+            )
+        return psis.khat_from_top(self.top_log_w, self.K)
+
 
 def weight_stats(p, x, q, K, R, seed=0):
     """The sums A, B, C above for R independent replicates of K draws from q.
@@ -102,5 +130,29 @@ def weight_stats(p, x, q, K, R, seed=0):
     """
     x, K, R, key = check_call(p, x, K, R, seed)
     block = _block(p, x, q)
-    out = log_weight_stats(*block, key, K, R) if block is not None else weight_sums(p, x, q, key, K, R)
-    return WeightStats(K, out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy())
+    cap = psis.tail_size(K) + 1
+    if block is not None:
+        out, top = tail_kernel.top_stats(*block, key, K, R, cap)
+    else:
+        out, top = weight_sums_top(p, x, q, key, K, R, cap)
+    return WeightStats(K, out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy(), top)
+
+
+def log_weights(p, x, q, K, seed=0):
+    """(K,) the raw log-weights log p(x, z_k) - log q(z_k) of one replicate:
+    the draws of replicate 0 of ``weight_stats(p, x, q, K, R, seed)`` (any R),
+    in draw order, for a user's own diagnostics (``psis.pareto_khat`` of them
+    is ``weight_stats(...).khat[0]``).
+
+    It holds all K values, 8 K bytes, so K above ``LOG_WEIGHTS_MAX_K`` = 1e8
+    (800 MB) is a ValueError; ``weight_stats`` streams any K."""
+    x, K, _, key = check_call(p, x, K, 1, seed)
+    if K > LOG_WEIGHTS_MAX_K:
+        raise ValueError(
+            f"K: log_weights holds all K log-weights in memory (8 bytes each); K = {K} is above the "
+            f"limit {LOG_WEIGHTS_MAX_K:.0e} (800 MB); weight_stats streams the sums and k-hat for any K"
+        )
+    block = _block(p, x, q)
+    if block is not None:
+        return tail_kernel.replicate_log_weights(*block, key, K)
+    return replicate_log_weights(p, x, q, key, K)
