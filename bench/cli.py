@@ -67,6 +67,7 @@ def _cmd_run(args):
     from .runner import run
 
     from .dask_executor import DistributedUnavailable, parse_scheduler
+    from .runner import SweepInterrupted
 
     if args.scheduler is not None:
         parse_scheduler(args.scheduler)  # a typo is an error before the config is even read
@@ -82,6 +83,10 @@ def _cmd_run(args):
     except DistributedUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SweepInterrupted as exc:
+        print(f"\n{exc}; run the same command again to resume (saved cells are not recomputed)",
+              file=sys.stderr, flush=True)
+        return 130
     elapsed = time.perf_counter() - t0
     skipped = df.attrs.get("skipped", [])
     print(f"{len(df)} cells in {out / 'benchmarks.parquet'} ({elapsed:.1f} s)")
@@ -91,6 +96,16 @@ def _cmd_run(args):
         print(f"{len(skipped)} cells skipped (the problem, its q or the estimator cannot serve them):")
         for reason, n in Counter(s["reason"] for s in skipped).most_common():
             print(f"  {n:4d} x {reason}")
+    failed = df.attrs.get("failed", [])
+    if failed:
+        print(f"{len(failed)} cells FAILED (their estimator raised or returned a bad result; the reasons are in "
+              f"{out / 'failed.json'}; every other cell is stored):", file=sys.stderr)
+        by_kind = {}
+        for f in failed:
+            by_kind.setdefault((f["estimator"], f["kind"]), []).append(f)
+        for (estimator, kind), fs in by_kind.items():
+            print(f"  {len(fs):4d} x {estimator} {kind}: {fs[0]['reason']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -117,7 +132,8 @@ def _cmd_report(args):
 def _cmd_list(args):
     from .families import ENTRY_POINT_GROUP, available_families
     from .presets import PRESET_HELP
-    from .sweep import ESTIMATORS, METHODS, OBJECTIVES
+    from .registry import TARGETS, registered
+    from .sweep import METHODS, OBJECTIVES
 
     print("problem families ([problems.<label>] family = NAME, its parameters, and optionally x_seed = N or "
           "x = [...]):")
@@ -134,9 +150,12 @@ def _cmd_list(args):
           "serve is a skipped cell):")
     for name, text in PRESET_HELP.items():
         print(f"  {name:12s} {text}")
-    print("\nestimators:")
-    for name, text in ESTIMATORS.items():
-        print(f"  {name:20s} {text}")
+    print("\nestimators (estimators = [NAME or \"package.module:function\", ...]; target: what its truth is):")
+    for name, e in registered().items():
+        target = "by objective" if e.target == "objective" else e.target
+        origin = e.origin if e.origin != "user" else "registered in this process"
+        print(f"  {name:20s} target {target:12s} [{origin}]\n      {e.description}")
+    print("  targets: " + "; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
     print("\ngradient methods: " + ", ".join(METHODS))
     print("gradient objectives: " + ", ".join(OBJECTIVES))
     print("\nexecutors: local (sequential), local with --workers N (process pool), "
@@ -177,6 +196,9 @@ def main(argv=None):
     handler = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "peers": _cmd_peers}[args.command]
     try:
         return handler(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,19 @@
     K = [2, 10, 100]
     R = 100
 
+    [[sweep]]               # your own estimators beside the built-ins
+    estimators = ["importance_sampling", "mypkg.estimators:defensive_is"]   # names or import strings
+    q = ["prior", "shift:1"]
+    K = [10, 100]
+    R = 200
+    [sweep.options]         # keyword options of the block's user estimators, crossed; they become columns
+    alpha = [0.1, 0.3]
+
+``estimators`` are names registered with ``bench.register_estimator`` /
+``@bench.estimator`` (the built-ins, an installed package's entry points in
+the group ``evidence_bench.estimators``) or import strings; an import string
+names a registered function or one with a ``target`` attribute.
+
 ``family`` is a built-in family, an import string, or the name of an entry
 point of the group ``evidence_bench.problems`` (``bench.families``).  The
 reserved keys of a problem table are ``family``, ``x_seed`` and ``x``; every
@@ -64,7 +77,7 @@ from .sweep import ProblemSpec, Sweep
 __all__ = ["load_config", "parse_config"]
 
 _TOP = {"name", "seed", "problems", "sweep"}
-_BLOCK = {"problems", "q", "estimators", "K", "R", "methods", "objectives"}
+_BLOCK = {"problems", "q", "estimators", "K", "R", "methods", "objectives", "options"}
 
 
 def load_config(path):
@@ -144,6 +157,7 @@ def parse_config(data: dict, default_name="sweep"):
                     objectives=block.get("objectives"),
                     seed=seed,
                     name=name,
+                    options=block.get("options"),
                 )
             )
         except ValueError as exc:

@@ -32,9 +32,14 @@ __all__ = ["LocalExecutor", "get_executor", "EXECUTORS"]
 
 
 def _init_worker():
+    import signal
+
     import numba
 
     numba.set_num_threads(1)
+    # Ctrl-C is the parent's to handle (it says what is saved and shuts the pool
+    # down); a worker that took it too would print its own traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class LocalExecutor:

@@ -45,6 +45,7 @@ import functools
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -54,10 +55,11 @@ import pyarrow as pa
 
 import estimators
 
-from . import analysis, exact, metrics, storage
+from . import analysis, exact, metrics, rows, storage
 from .executors import get_executor
 from .presets import PresetUnavailable, make_q, parse_preset
 from .progress import Progress
+from .registry import EstimatorFailure
 from .sweep import Cell, Sweep, build_instance, cell_seed
 
 __all__ = [
@@ -80,7 +82,9 @@ REFERENCE_METHOD = "score"  # variance_ratio is relative to this method
 IWAE_REF_REPLICATES = 20000  # replicates of the iwae reference gradient
 TIMING_COLUMNS = ["seconds", "samples_per_s"]
 
-_STR = ["cell_id", "problem", "family", "problem_params", "q", "q_family", "estimator", "method", "objective"]
+_STR = ["cell_id", "problem", "family", "problem_params", "q", "q_family", "estimator", "method", "objective",
+        "target", "options"]
+_BOOL = ["user"]
 _INT = ["K", "R", "seed", "x_seed", "n_params", "n_nonfinite"]
 _FLOAT = [
     "log_marginal",
@@ -114,6 +118,7 @@ _FLOAT = [
 ]
 SCHEMA = pa.schema(
     [(c, pa.string()) for c in _STR] + [(c, pa.int64()) for c in _INT] + [(c, pa.float64()) for c in _FLOAT]
+    + [(c, pa.bool_()) for c in _BOOL]
 )
 
 
@@ -155,6 +160,20 @@ def skip_reason(cell: Cell):
         cell_q(cell.spec, cell.q)
     except PresetUnavailable as exc:
         return str(exc)
+    entry = cell.entry()
+    if not entry.builtin:
+        target = entry.target
+        if target == "elbo":
+            cols, reasons = cell_truths(cell.spec, cell.q)
+            if not math.isfinite(cols["elbo_exact"]):
+                return f"{cell.estimator}: no exact ELBO for q={cell.q}: {reasons.get('elbo_exact', 'not finite')}"
+        elif target == "elbo_grad":
+            g, reason = _elbo_gradient(cell.spec, cell.q)
+            if g is None:
+                return f"{cell.estimator}: no exact ELBO gradient for q={cell.q}: {reason}"
+        elif target == "iwae_grad":
+            return _iwae_reference_probe(cell)
+        return None
     if cell.estimator == "elbo":
         cols, reasons = cell_truths(cell.spec, cell.q)
         if not math.isfinite(cols["elbo_exact"]):
@@ -166,6 +185,11 @@ def skip_reason(cell: Cell):
                 return f"gradient: no exact ELBO gradient for q={cell.q}: {reason}"
         return gradient_probe(cell)
     return None
+
+
+def cell_target(cell: Cell) -> str:
+    """The target of the cell's estimator (the built-in gradient's follows its objective)."""
+    return cell.entry().target_for({"objective": cell.objective} if cell.objective else {})
 
 
 def _empty_row(cell: Cell):
@@ -184,7 +208,10 @@ def _empty_row(cell: Cell):
         K=cell.K,
         R=cell.R,
         seed=cell.seed,
-        x_seed=build_instance(cell.spec).x_seed,  # -1: x was not drawn (the family's own, or given)
+        x_seed=build_instance(cell.spec).x_seed,
+        target=cell_target(cell),
+        user=cell.estimator_ref != "" or not cell.entry().builtin,
+        options=json.dumps(dict(cell.options), sort_keys=True) if cell.options else "",  # -1: x was not drawn (the family's own, or given)
     )
     return row
 
@@ -223,6 +250,39 @@ def _gradient_truth(p, x, q, cell: Cell):
     return _iwae_reference(cell.spec, cell.q, cell.K, cell_seed(cell.root_seed, ident))
 
 
+def _iwae_reference_probe(cell: Cell):
+    """None if the IWAE reference gradient can be computed for the cell's (p, q, K), else why not."""
+    p, x = cell.spec.build()
+    q = cell_q(cell.spec, cell.q)
+    method = "reparam" if getattr(q, "reparameterizable", False) else ("score_loo" if cell.K >= 2 else "score")
+    try:
+        estimators.gradient(p, x, q, cell.K, 1, method, "iwae", seed=0)
+    except ValueError as exc:
+        return f"{cell.estimator}: no IWAE reference gradient for q={cell.q}: {exc}"
+    return None
+
+
+def _run_user(cell, entry, p, x, q, row):
+    """A user estimator's cell: one untimed call at R = 1 (JAX or numba compile
+    there), one timed call, the row's metrics against the target's truth."""
+    target, options, K, R = row["target"], dict(cell.options), cell.K, cell.R
+    if target == "log_marginal":
+        truth, truth_se = row["log_marginal"], None
+    elif target == "elbo":
+        truth, truth_se = row["elbo_exact"], None
+    elif target == "elbo_grad":
+        truth, truth_se = _elbo_gradient(cell.spec, cell.q)[0], None
+    else:
+        ident = {"iwae_reference": {"problem": cell.spec.identity(), "q": cell.q, "K": K}}
+        truth, truth_se = _iwae_reference(cell.spec, cell.q, K, cell_seed(cell.root_seed, ident))
+    entry.call(p, x, q, K, 1, cell.seed, options)
+    t0 = time.perf_counter()
+    est = entry.call(p, x, q, K, R, cell.seed, options)
+    seconds = time.perf_counter() - t0
+    rows.summarize(row, target, est, truth, truth_se, K=K)
+    return seconds
+
+
 def gradient_probe(cell: Cell):
     """None if ``estimators.gradient`` accepts this cell's (p, q, K, method,
     objective), else the ValueError message it gives (the cell is skipped
@@ -250,7 +310,10 @@ def run_cell(cell: Cell) -> dict:
     if cell.estimator == "elbo" and not math.isfinite(row["elbo_exact"]):
         raise ValueError(f"elbo: no exact ELBO for q={cell.q}: {reasons.get('elbo_exact', 'not finite')}")
 
-    if cell.estimator in ("importance_sampling", "elbo"):
+    entry = cell.entry()
+    if not entry.builtin:
+        seconds = _run_user(cell, entry, p, x, q, row)
+    elif cell.estimator in ("importance_sampling", "elbo"):
         # weight_stats is the kernel behind importance_sampling (.log_p_hat)
         # and elbo (.elbo); it also gives the ESS from the same draws.
         if estimators.execution_path(p, x, q) == "generic":
@@ -332,8 +395,17 @@ def task_cost(task) -> int:
 
 
 def run_cells(cells) -> list:
-    """``[run_cell(c) for c in cells]``: one executor task (see ``task_groups``)."""
-    return [run_cell(c) for c in cells]
+    """``[run_cell(c) for c in cells]``: one executor task (see ``task_groups``).
+    A cell whose user estimator fails (``EstimatorFailure``: it raised, or
+    returned the wrong shape, NaN or inf) gives ``{"cell_id", "failed",
+    "failure_kind"}`` instead of a row: it fails alone, the others go on."""
+    out = []
+    for c in cells:
+        try:
+            out.append(run_cell(c))
+        except EstimatorFailure as exc:
+            out.append({"cell_id": c.cell_id, "failed": str(exc), "failure_kind": exc.kind})
+    return out
 
 
 def _as_sweeps(sweep):
@@ -394,9 +466,41 @@ def plan(sweep):
 
 def assemble(out, cells) -> pd.DataFrame:
     """The tidy table of ``cells`` read back from ``out/cells`` in sweep
-    order, with the derived columns (variance ratios) added."""
+    order, with the derived columns added: variance ratios, and one column per
+    user-estimator option (from the ``options`` JSON)."""
+    if not cells:
+        return pd.DataFrame({f.name: pd.Series(dtype=f.type.to_pandas_dtype()) for f in SCHEMA})
     df = storage.read_cells(out, [c.cell_id for c in cells])
+    if "options" in df and (df["options"] != "").any():
+        opts = [json.loads(o) if o else {} for o in df["options"]]
+        for name in sorted({k for o in opts for k in o}):
+            if name not in df.columns:
+                df[name] = [o.get(name) for o in opts]
     return analysis.add_variance_ratios(df, reference=REFERENCE_METHOD)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``bench.run``: ``saved`` of ``total`` cells are stored in
+    ``out``; the same call (or command) resumes from there."""
+
+    def __init__(self, saved, total, out):
+        super().__init__(f"interrupted: {saved} of {total} cells are saved in {out}")
+        self.saved, self.total, self.out = saved, total, out
+
+
+def _check_importable(cells, ex, scheduler):
+    """A user estimator that worker processes cannot import is refused before the run."""
+    in_process = scheduler is None and getattr(ex, "workers", None) == 1
+    if in_process:
+        return
+    for c in cells:
+        if c.estimator_ref == "" and not c.entry().builtin:
+            where = "a Dask worker" if scheduler is not None else "a worker process"
+            raise ValueError(
+                f"estimators: {c.estimator!r} cannot be imported by {where} (it is defined in __main__, in a "
+                "function, or as a lambda); put it in an importable module and name it there, or run with the "
+                "local executor"
+            )
 
 
 def run(
@@ -452,10 +556,34 @@ def run(
     if fresh:
         for c in cells:
             storage.cell_path(out, c.cell_id).unlink(missing_ok=True)
+    _check_importable(cells, ex, scheduler)
     done = storage.finished_ids(out)
     todo = [c for c in cells if c.cell_id not in done]
+    if todo and len(todo) < len(cells) and progress is not False:
+        print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells are already stored in {out}; "
+              f"computing the other {len(todo)}", file=sys.stderr, flush=True)
     bar = Progress(len(cells), label="cells", enabled=(None if progress is None else bool(progress)))
     bar.update(len(cells) - len(todo))
+    failed = []
+    try:
+        ex = _run_tasks(todo, ex, scheduler, out, bar, failed)
+    except KeyboardInterrupt:
+        saved = len(storage.finished_ids(out) & {c.cell_id for c in cells})
+        raise SweepInterrupted(saved, len(cells), out) from None
+    failed_ids = {f["cell_id"] for f in failed}
+    df = assemble(out, [c for c in cells if c.cell_id not in failed_ids])
+    df.attrs["skipped"] = skipped
+    df.attrs["failed"] = failed
+    df.attrs["executor"] = repr(ex) if ex is not None else f"none needed (all {len(cells)} cells were already stored)"
+    with storage.results_lock(out):
+        _write_derived(out, df, sweeps, skipped)
+        storage.write_json(out / "failed.json", failed)
+    return df
+
+
+def _run_tasks(todo, ex, scheduler, out, bar, failed):
+    """Run the tasks of ``todo`` on ``ex`` (Dask when ``scheduler``), writing each
+    finished cell as it arrives and collecting failures; returns the executor used."""
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
         if ex is None and todo:  # start (or connect to) Dask only when there is work
@@ -474,14 +602,13 @@ def run(
                     raise RuntimeError(
                         f"executor {ex!r} returned the row of {row.get('cell_id')!r} for task {i} ({cell.cell_id})"
                     )
-                storage.write_cell(out, cell.cell_id, row, SCHEMA)
+                if "failed" in row:
+                    failed.append({"cell": cell.label(), "cell_id": cell.cell_id, "estimator": cell.estimator,
+                                   "kind": row["failure_kind"], "reason": row["failed"]})
+                else:
+                    storage.write_cell(out, cell.cell_id, row, SCHEMA)
                 bar.update(1, note=cell.label())
-    df = assemble(out, cells)
-    df.attrs["skipped"] = skipped
-    df.attrs["executor"] = repr(ex) if ex is not None else f"none needed (all {len(cells)} cells were already stored)"
-    with storage.results_lock(out):
-        _write_derived(out, df, sweeps, skipped)
-    return df
+    return ex
 
 
 def _write_derived(out, df, sweeps, skipped):

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from estimators.gradients import METHODS as _ESTIMATOR_METHODS
+
+from . import registry as _registry
 from estimators.gradients import OBJECTIVES as _ESTIMATOR_OBJECTIVES
 
 from .families import BUILTIN_FAMILIES, resolve_family
@@ -43,12 +45,9 @@ __all__ = [
     "canonical_param",
 ]
 
-ESTIMATORS = {
-    "importance_sampling": "log p_hat(x) = log (1/K) sum_k w_k  (estimators.importance_sampling; "
-    "uniform Monte Carlo is this with q = 'uniform')",
-    "elbo": "(1/K) sum_k log w_k  (estimators.elbo)",
-    "gradient": "d objective / d q.params  (estimators.gradient; crossed with methods x objectives)",
-}
+# The built-in estimators, as registered in bench.registry (name -> description).
+# A sweep takes any registered name, an import string or a function.
+ESTIMATORS = {name: e.description for name, e in _registry.registered().items() if e.builtin}
 # Read from their source packages, not copied: the gradient methods and
 # objectives estimators.gradient accepts, and the built-in problem families
 # (name -> problems.families.Family).  Families outside the package (import
@@ -299,10 +298,14 @@ class Cell:
     method: str = ""
     objective: str = ""
     root_seed: int = 0
+    #: a user estimator's options, sorted (name, value) pairs (they become columns)
+    options: tuple = ()
+    #: the "module:attribute" that imports a user estimator in a worker process ("" for a built-in)
+    estimator_ref: str = ""
 
     def identity(self) -> dict:
         """What the cell's random numbers depend on (not the problem's label)."""
-        return {
+        ident = {
             "problem": self.spec.identity(),
             "q": self.q,
             "estimator": self.estimator,
@@ -311,6 +314,19 @@ class Cell:
             "method": self.method,
             "objective": self.objective,
         }
+        if self.options:  # absent for the built-ins: their cell ids (and stored results) stay as they were
+            ident["options"] = dict(self.options)
+        return ident
+
+    def entry(self):
+        """The cell's registered estimator (imported from ``estimator_ref`` in a
+        process where it is not registered yet)."""
+        try:
+            return _registry.get_estimator(self.estimator)
+        except ValueError:
+            if not self.estimator_ref:
+                raise
+        return _registry.resolve_estimator(self.estimator_ref)
 
     @property
     def seed(self) -> int:
@@ -324,6 +340,8 @@ class Cell:
 
     def label(self) -> str:
         extra = f" {self.method}/{self.objective}" if self.estimator == "gradient" else ""
+        if self.options:
+            extra += " " + " ".join(f"{k}={v}" for k, v in self.options)
         return f"{self.problem} q={self.q} {self.estimator}{extra} K={self.K} R={self.R}"
 
 
@@ -332,9 +350,13 @@ class Sweep:
     """problems x q x estimators x K (x methods x objectives for "gradient").
 
     ``problems`` maps a label to a ``ProblemSpec`` (or a dict with ``family``,
-    ``x_seed`` and the family's parameters).  ``methods``/``objectives`` are
-    required to be absent unless "gradient" is among the estimators; with it
-    they default to every method and to ("elbo",).
+    ``x_seed`` and the family's parameters).  ``estimators`` are registered
+    names, import strings ``"package.module:attribute"`` or functions (see
+    ``bench.registry``).  ``methods``/``objectives`` are required to be absent
+    unless "gradient" is among the estimators; with it they default to every
+    method and to ("elbo",).  ``options`` maps an option name to a value or a
+    list of values (crossed): they are passed to the sweep's *user*
+    estimators as keyword arguments and become columns of the result.
     """
 
     problems: dict
@@ -346,9 +368,12 @@ class Sweep:
     objectives: tuple = ()
     seed: int = 0
     name: str = "sweep"
+    options: tuple = ()
+    _refs: tuple = field(default=(), repr=False, compare=False)
     _cells: tuple = field(default=(), repr=False, compare=False)
 
-    def __init__(self, problems, q, estimators, K, R, methods=None, objectives=None, seed=0, name="sweep"):
+    def __init__(self, problems, q, estimators, K, R, methods=None, objectives=None, seed=0, name="sweep",
+                 options=None):
         if not isinstance(problems, dict) or not problems:
             raise ValueError("problems: expected a non-empty mapping of label -> ProblemSpec")
         specs = {}
@@ -372,7 +397,8 @@ class Sweep:
         q = _str_list("q", q)
         for i, name_ in enumerate(q):
             parse_preset(name_, key=f"q[{i}]")
-        estimators = _str_list("estimators", estimators, ESTIMATORS, "estimator")
+        estimators, refs = _resolve_estimators(estimators)
+        options = _check_options(options, refs)
         if isinstance(K, (str, bytes)) or not hasattr(K, "__iter__"):
             raise ValueError(f"K: expected a list of integers, got {K!r}")
         K = tuple(_check_int(f"K[{i}]", k, 1, INT64_MAX) for i, k in enumerate(K))
@@ -405,6 +431,8 @@ class Sweep:
             ("objectives", objectives),
             ("seed", seed),
             ("name", name),
+            ("options", options),
+            ("_refs", refs),
         ]:
             object.__setattr__(self, attr, value)
         object.__setattr__(self, "_cells", tuple(self._expand()))
@@ -416,9 +444,13 @@ class Sweep:
                     variants = (
                         [(m, o) for o in self.objectives for m in self.methods] if est == "gradient" else [("", "")]
                     )
+                    ref = dict(self._refs)[est]
+                    crossed = _option_grid(self.options) if ref is not None else [()]
                     for method, objective in variants:
-                        for K in self.K:
-                            yield Cell(label, spec, q, est, K, self.R, method, objective, self.seed)
+                        for opts in crossed:
+                            for K in self.K:
+                                yield Cell(label, spec, q, est, K, self.R, method, objective, self.seed,
+                                           opts, ref or "")
 
     def cells(self) -> list:
         """Every cell, in a fixed order (problem, q, estimator, objective, method, K)."""
@@ -438,4 +470,68 @@ class Sweep:
             "R": self.R,
             "methods": list(self.methods),
             "objectives": list(self.objectives),
+            "options": {k: list(v) for k, v in self.options},
         }
+
+
+def _resolve_estimators(values):
+    """(names, ((name, ref), ...)): each entry resolved through the registry;
+    ref is None for a built-in, else the user estimator's import path ("" when
+    it has none: it then runs only in this process)."""
+    if isinstance(values, (str, bytes)) or callable(values) or not hasattr(values, "__iter__"):
+        raise ValueError(f"estimators: expected a list, got {values!r}")
+    values = list(values)
+    if not values:
+        raise ValueError("estimators: must not be empty")
+    names, refs = [], []
+    for i, v in enumerate(values):
+        if not (isinstance(v, str) or callable(v)):
+            raise ValueError(f"estimators[{i}]: expected a name, an import string or a function, got {v!r}")
+        entry = _registry.resolve_estimator(v, key=f"estimators[{i}]")
+        if entry.name in names:
+            raise ValueError(f"estimators: contains duplicates: {entry.name!r}")
+        names.append(entry.name)
+        refs.append((entry.name, None if entry.builtin else (entry.import_path() or "")))
+    return tuple(names), tuple(refs)
+
+
+def _option_value(key, v):
+    if isinstance(v, (bool, np.bool_)) or isinstance(v, str) or v is None:
+        return v if not isinstance(v, np.bool_) else bool(v)
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real) and np.isfinite(v):
+        return float(v)
+    raise ValueError(f"{key}: an option value must be a string, a boolean or a finite number, got {v!r}")
+
+
+def _check_options(options, refs):
+    """((name, (values...)), ...) sorted by name; lists are crossed."""
+    if options is None or options == {}:
+        return ()
+    if not isinstance(options, dict):
+        raise ValueError(f"options: expected a mapping of option name -> value or list of values, got {options!r}")
+    if all(ref is None for _, ref in refs):
+        raise ValueError("options: only user estimators take options, and this sweep lists none")
+    out = []
+    for name, values in sorted(options.items()):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"options: {name!r} is not a keyword-argument name")
+        if name in ("p", "x", "q", "K", "R", "seed", "method", "objective"):
+            raise ValueError(f"options.{name}: is an argument every estimator already takes")
+        vals = list(values) if isinstance(values, (list, tuple)) else [values]
+        if not vals:
+            raise ValueError(f"options.{name}: must not be an empty list")
+        vals = tuple(_option_value(f"options.{name}[{j}]", v) for j, v in enumerate(vals))
+        if len(set(map(repr, vals))) != len(vals):
+            raise ValueError(f"options.{name}: contains duplicates: {list(vals)}")
+        out.append((name, vals))
+    return tuple(out)
+
+
+def _option_grid(options):
+    """Every combination of the options' values, as sorted (name, value) tuples."""
+    grid = [()]
+    for name, vals in options:
+        grid = [g + ((name, v),) for g in grid for v in vals]
+    return grid
