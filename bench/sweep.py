@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import math
 import numbers
@@ -445,12 +446,13 @@ class Sweep:
                         [(m, o) for o in self.objectives for m in self.methods] if est == "gradient" else [("", "")]
                     )
                     ref = dict(self._refs)[est]
-                    crossed = _option_grid(self.options) if ref is not None else [()]
+                    crossed = _option_grid(_accepted(est, self.options))
                     for method, objective in variants:
                         for opts in crossed:
                             for K in self.K:
                                 yield Cell(label, spec, q, est, K, self.R, method, objective, self.seed,
                                            opts, ref or "")
+
 
     def cells(self) -> list:
         """Every cell, in a fixed order (problem, q, estimator, objective, method, K)."""
@@ -511,8 +513,6 @@ def _check_options(options, refs):
         return ()
     if not isinstance(options, dict):
         raise ValueError(f"options: expected a mapping of option name -> value or list of values, got {options!r}")
-    if all(ref is None for _, ref in refs):
-        raise ValueError("options: only user estimators take options, and this sweep lists none")
     out = []
     for name, values in sorted(options.items()):
         if not isinstance(name, str) or not name.isidentifier():
@@ -526,7 +526,11 @@ def _check_options(options, refs):
         if len(set(map(repr, vals))) != len(vals):
             raise ValueError(f"options.{name}: contains duplicates: {list(vals)}")
         out.append((name, vals))
-    return tuple(out)
+    out = tuple(out)
+    for name, _ in out:
+        if not any(name in dict(_accepted(est, out)) for est, _ in refs):
+            raise ValueError(f"options.{name}: none of this sweep's estimators takes an option {name!r}")
+    return out
 
 
 def _option_grid(options):
@@ -535,3 +539,16 @@ def _option_grid(options):
     for name, vals in options:
         grid = [g + ((name, v),) for g in grid for v in vals]
     return grid
+
+
+def _accepted(name, options):
+    """The options an estimator takes: those its function names as keyword
+    parameters (all of them when it takes ``**options``, unless it is a built-in)."""
+    entry = _registry.get_estimator(name)
+    try:
+        params = inspect.signature(entry.fn).parameters
+    except (TypeError, ValueError):
+        return options
+    names = set(list(params)[6:]) - {"method", "objective"}
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    return tuple((k, v) for k, v in options if k in names or (var_kw and not entry.builtin))

@@ -175,7 +175,7 @@ def test_workers_refuse_an_estimator_they_cannot_import(tmp_path):
 
 
 def test_options_need_a_user_estimator_and_name_their_key():
-    with pytest.raises(ValueError, match=r"^options: only user estimators take options"):
+    with pytest.raises(ValueError, match=r"^options.alpha: none of this sweep's estimators takes an option 'alpha'"):
         bench.Sweep(problems=PROBLEMS, q=["prior"], estimators=["importance_sampling"], K=[10], R=4,
                     options={"alpha": 0.1})
     with pytest.raises(ValueError, match=r"^estimators\[1\]: cannot import module 'nope'"):
