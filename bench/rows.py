@@ -35,32 +35,11 @@ from . import exact, metrics
 __all__ = ["exact_columns", "truth_for", "summarize"]
 
 
-def _maybe(fn, *args):
-    """fn(*args) as a float, or NaN when the problem does not offer it (or says it cannot)."""
-    if fn is None:
-        return math.nan
-    try:
-        return float(fn(*args))
-    except (ValueError, NotImplementedError):
-        return math.nan
-
-
 def exact_columns(p, x, q):
-    """The exact quantities of (p, x, q): a dict of floats, NaN where unknown."""
-    cols = {
-        "log_marginal": float(p.log_marginal(x)),
-        "kl": _maybe(getattr(p, "kl", None), x, q),
-        "elbo_exact": _maybe(getattr(p, "elbo", None), x, q),
-    }
-    try:
-        cols["rel_weight_var"] = exact.relative_weight_variance(p, x, q)
-    except (ValueError, AttributeError, NotImplementedError):
-        cols["rel_weight_var"] = math.nan
-    try:
-        _, cols["var_log_w"], cols["mu4_log_w"] = exact.log_weight_moments(p, x, q)
-    except (ValueError, AttributeError, NotImplementedError):
-        cols["var_log_w"] = cols["mu4_log_w"] = math.nan
-    return cols
+    """The exact quantities of (p, x, q): a dict of floats, NaN where unknown
+    (``bench.exact.truths``: the problem's own members, else enumeration, a
+    Gaussian-posterior formula, ...)."""
+    return exact.truths(p, x, q)[0]
 
 
 def truth_for(target, p, x, q, K, iwae_reference=None):
@@ -70,15 +49,15 @@ def truth_for(target, p, x, q, K, iwae_reference=None):
     if target == "log_marginal":
         return float(p.log_marginal(x)), None
     if target == "elbo":
-        if not hasattr(p, "elbo"):
-            raise ValueError(f"p.elbo: missing; target 'elbo' needs the exact ELBO, {type(p).__name__} has none")
-        return float(p.elbo(x, q)), None
+        cols, reasons = exact.truths(p, x, q)
+        if not np.isfinite(cols["elbo_exact"]):
+            raise ValueError(f"p.elbo: target 'elbo' needs the exact ELBO: {reasons.get('elbo_exact', 'not finite')}")
+        return cols["elbo_exact"], None
     if target == "elbo_grad":
-        if not hasattr(p, "elbo_grad"):
-            raise ValueError(
-                f"p.elbo_grad: missing; target 'elbo_grad' needs the exact gradient, {type(p).__name__} has none"
-            )
-        return np.asarray(p.elbo_grad(x, q), dtype=np.float64), None
+        g, reason = exact.elbo_gradient(p, x, q)
+        if g is None:
+            raise ValueError(f"p.elbo_grad: target 'elbo_grad' needs the exact ELBO gradient: {reason}")
+        return np.asarray(g, dtype=np.float64), None
     if target == "iwae_grad":
         if iwae_reference is None:
             return estimators.iwae_gradient_reference(p, x, q, K)
