@@ -216,16 +216,6 @@ def _empty_row(cell: Cell):
     return row
 
 
-def _scalar_metrics(row, est, truth):
-    row["truth"] = truth
-    finite = np.isfinite(est)
-    row["n_nonfinite"] = int(np.size(est) - np.count_nonzero(finite))
-    row["mean"], row["mean_se"] = metrics.mean_se(est)
-    row["bias"], row["bias_se"] = row["mean"] - truth, row["mean_se"]
-    row["variance"], row["variance_se"] = metrics.variance_se(est)
-    row["mse"], row["mse_se"] = metrics.mse_se(est, truth)
-
-
 @functools.lru_cache(maxsize=256)
 def _iwae_reference(spec, q_name, K, ref_seed):
     p, x = spec.build()
@@ -328,36 +318,16 @@ def run_cell(cell: Cell) -> dict:
         ess = ws.ess
         row["ess"], row["ess_se"] = metrics.mean_se(ess)
         if cell.estimator == "importance_sampling":
-            est = ws.log_p_hat
-            _scalar_metrics(row, est, row["log_marginal"])
-            row["ratio_bias"], row["ratio_bias_se"] = metrics.ratio_bias(est, row["log_marginal"])
-            row["bias_pred"] = -row["rel_weight_var"] / (2.0 * K)
+            rows.summarize(row, "log_marginal", ws.log_p_hat, row["log_marginal"], K=K)
         else:
-            _scalar_metrics(row, ws.elbo, row["elbo_exact"])
+            rows.summarize(row, "elbo", ws.elbo, row["elbo_exact"])
     elif cell.estimator == "gradient":
         estimators.warm_up(p, x, q, cell.method, cell.objective)  # compile outside the timing
         t0 = time.perf_counter()
         g = estimators.gradient(p, x, q, K, R, cell.method, cell.objective, seed=seed)
         seconds = time.perf_counter() - t0
         truth, truth_se = _gradient_truth(p, x, q, cell)
-        gbar = np.mean(g, axis=0)
-        row["n_params"] = g.shape[1]
-        row["n_nonfinite"] = int(np.count_nonzero(~np.isfinite(g).all(axis=1)))
-        row["truth"] = float(np.linalg.norm(truth))
-        row["mean"] = float(np.linalg.norm(gbar))
-        row["bias"] = float(np.linalg.norm(gbar - truth))
-        row["variance"], row["variance_se"] = metrics.trace_cov(g)
-        sq = np.sum((g - truth) ** 2, axis=1)
-        row["mse"], row["mse_se"] = float(np.mean(sq)), float(np.std(sq, ddof=1) / math.sqrt(R))
-        s = metrics.snr(g)
-        s = s[np.isfinite(s)]
-        row["snr_median"] = float(np.median(s)) if s.size else math.nan
-        row["snr_min"] = float(np.min(s)) if s.size else math.nan
-        row["snr_floor"] = metrics.snr_floor(R)
-        t = metrics.bias_t(g, truth, truth_se)
-        row["bias_t_max"] = float(np.max(np.abs(t)))
-        row["bias_chi2"] = float(np.sum(t * t))
-        row["truth_se_max"] = 0.0 if truth_se is None else float(np.max(truth_se))
+        rows.summarize(row, row["target"], g, truth, truth_se)
     else:  # pragma: no cover - Sweep validates estimator names
         raise ValueError(f"estimator: unknown {cell.estimator!r}")
     row["seconds"] = seconds
