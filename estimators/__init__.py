@@ -29,6 +29,7 @@ from .smc import smc
 from .ais import ais
 from .weights import WeightStats, execution_path, log_weights, weight_stats
 from . import psis
+from .bounds import cubo, renyi_bound
 
 __all__ = [
     "Gaussian",
@@ -50,6 +51,8 @@ __all__ = [
     "WeightStats",
     "log_weights",
     "psis",
+    "renyi_bound",
+    "cubo",
     "execution_path",
     "register_kernel",
     "kernels",

@@ -33,12 +33,13 @@ from ._validation import (
 )
 from .distributions import Categorical
 
+from ._bounds import WeightMoments, check_power
 from .base import Problem
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-class GaussianMixture(Problem):
+class GaussianMixture(WeightMoments, Problem):
     """z ~ Cat(weights); x | z=k ~ N(means[k], covs[k]).  (C,), (C, D), (C, D, D)."""
 
     discrete = True
@@ -154,3 +155,17 @@ class GaussianMixture(Problem):
         f[support] = table[support] - np.log(q.probs[support])
         mean_f = np.sum(q.probs * f)
         return q.probs * (f - mean_f)
+
+    def log_weight_moment(self, x, q, s):
+        r"""Exact :math:`\log \mathbb E_q[w^s] = \log \sum_{k: q_k > 0} q_k^{1-s}\, p(x, k)^s`
+        by enumeration, for real s (``renyi_bound``, ``cubo`` and ``ess_limit``
+        build on it).  +inf for s < 0 when q draws a k with p(x, k) = 0."""
+        s = check_power(s)
+        q, table = self._q_terms(x, q, "log_weight_moment")
+        support = q.probs > 0
+        log_q, log_p = np.log(q.probs[support]), table[support]
+        if s < 0 and np.any(log_p == -np.inf):
+            return float("inf")
+        with np.errstate(invalid="ignore"):
+            terms = np.where(log_p == -np.inf, -np.inf, (1.0 - s) * log_q + s * log_p)
+        return float(logsumexp(terms))

@@ -31,12 +31,13 @@ from scipy.linalg import cho_solve, solve_triangular
 from ._validation import as_float_array, check_count, check_seed
 from .distributions import Gaussian, MultivariateGaussian, Uniform
 
+from ._bounds import WeightMoments, check_power
 from .base import Problem
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-class LinearGaussian(Problem):
+class LinearGaussian(WeightMoments, Problem):
     """z ~ N(0, I_d); x | z ~ N(W z + b, diag(psi)).  W (D, d), b (D,), psi (D,)."""
 
     discrete = False
@@ -248,6 +249,91 @@ class LinearGaussian(Problem):
         x = self._check_x(x)
         # >= 0 exactly (Jensen: E[w^2] >= E[w]^2 = p^2); rounding can give -1e-17 at q = posterior
         return max(0.0, float(np.expm1(self._log_relative_second_moment(x, q))))
+
+    # ---- moments of the weight: Renyi bounds, CUBO, ESS limit, tail shape ----
+    def _weight_spectrum(self, x, q, what):
+        r"""(mu, y): the eigenvalues mu_i of :math:`\Sigma^{-1}S` and the offset
+        :math:`\delta = \mu_{post} - m` in their eigenbasis, whitened by the
+        posterior precision's Cholesky factor :math:`L_p` (:math:`M = L_p^T S L_p
+        = V \operatorname{diag}(\mu) V^T`, :math:`y = V^T L_p^T \delta`)."""
+        q = self._check_q(q, (Gaussian, MultivariateGaussian), what)
+        Lp = self._post_precision_chol
+        M = Lp.T @ q.cov @ Lp
+        mu, V = np.linalg.eigh(0.5 * (M + M.T))
+        y = V.T @ (Lp.T @ (self.posterior_mean(x) - q.mean))
+        return mu, y
+
+    def _log_relative_moment(self, x, q, s):
+        x = self._check_x(x)
+        mu, y = self._weight_spectrum(x, q, "log_weight_moment")
+        t = 1.0 + s * (mu - 1.0)  # eigenvalues of Sigma^-1/2 B Sigma^-1/2, B = s S + (1 - s) Sigma
+        if not np.all(t > 0):
+            return float("inf")
+        return float(np.sum(0.5 * s * np.log(mu) - 0.5 * np.log1p(s * (mu - 1.0)) - 0.5 * s * (1.0 - s) * y**2 / t))
+
+    def log_weight_moment(self, x, q, s):
+        r"""Exact :math:`\log \mathbb E_q[w^s]` for real s, :math:`w = p(x,z)/q(z)`, for
+        a Gaussian or MultivariateGaussian q = N(m, S).
+
+        With the posterior :math:`N(\mu, \Sigma)`, :math:`w = p(x) N(z;\mu,\Sigma)/N(z;m,S)`, so
+        :math:`\mathbb E_q[w^s] = p(x)^s \int N(z;\mu,\Sigma)^s N(z;m,S)^{1-s} dz`, a
+        Gaussian integral of precision :math:`P = s\Sigma^{-1} + (1-s)S^{-1}`.
+        It is finite iff P is positive definite, equivalently iff
+        :math:`B = sS + (1-s)\Sigma` is (:math:`B = S P \Sigma`, and both are
+        congruent to :math:`\operatorname{diag}(1 + s(\mu_i - 1))` up to positive
+        factors); always for 0 <= s <= 1; for s > 1 iff
+        :math:`S - (1 - 1/s)\Sigma` is positive definite (q wide enough); for
+        s < 0 iff :math:`\Sigma - \frac{-s}{1-s} S` is.  Completing the square
+        (min of the exponent :math:`s(1-s)\,\delta^T B^{-1}\delta`, :math:`\delta = \mu - m`)
+        and :math:`\int e^{-\frac12 u^T P u} = (2\pi)^{d/2}|P|^{-1/2}` give
+
+        .. math::
+            \log \mathbb E_q[w^s] = s \log p(x) + \tfrac{1-s}2 \log|\Sigma| + \tfrac s2 \log|S|
+                - \tfrac12 \log|B| - \tfrac{s(1-s)}2\, \delta^T B^{-1} \delta ,
+
+        computed in the eigenbasis of :math:`\Sigma^{-1}S` (eigenvalues
+        :math:`\mu_i`, offset coordinates :math:`y_i`) as
+        :math:`\sum_i [\tfrac s2 \log\mu_i - \tfrac12 \operatorname{log1p}(s(\mu_i - 1))
+        - \tfrac{s(1-s)}2 y_i^2 / (1 + s(\mu_i - 1))]`, accurate as s -> 0.
+        s = 2 is ``log_weight_second_moment``.  ``+inf`` where the integral diverges.
+        """
+        x = self._check_x(x)
+        s = check_power(s)
+        rel = self._log_relative_moment(x, q, s)
+        return rel if rel == float("inf") else float(s * self.log_marginal(x) + rel)
+
+    def pareto_k(self, x, q):
+        r"""The exact shape k of the weights' upper tail under a Gaussian q = N(m, S).
+
+        :math:`\log w` is a quadratic in z; in the eigenbasis of
+        :math:`\Sigma^{-1} S` (eigenvalues :math:`\mu_i`) it is
+        :math:`c - \tfrac12 \sum_i (\mu_i - 1)(v_i - a_i)^2`, :math:`v \sim N(0, I)`.
+        :math:`\mathbb E_q[w^s]` is finite iff :math:`1 + s(\mu_i - 1) > 0` for all i
+        (``log_weight_moment``), so with :math:`\mu_{\min} < 1` the moments exist
+        exactly for s < 1/(1 - mu_min): a power-law tail
+        :math:`P(w > t) = t^{-1/k} L(t)` with
+
+        .. math:: k = 1 - \mu_{\min},
+
+        L slowly varying (:math:`(\log t)^{d'/2 - 1}`, d' the multiplicity; L is
+        constant -- w exactly Pareto -- for d' = 2 with the offset orthogonal to
+        those directions, e.g. q = N(mu, c Sigma) in d = 2, where k = 1 - c).
+        With every :math:`\mu_i > 1` (q wider than the posterior in every
+        direction) the weights are bounded, :math:`P(w > w_{\max} - \epsilon)
+        \propto \epsilon^{d/2}`, and the generalised-Pareto limit is k = -2/d.
+        Directions with :math:`\mu_i = 1` add a linear term (a log-normal
+        factor: unbounded, every moment finite, k = 0) when the offset has a
+        component there, and nothing otherwise.  NaN for q = p(z|x) (constant
+        weights).  k > 1/2 is exactly where Var_q[w] is infinite."""
+        x = self._check_x(x)
+        mu, y = self._weight_spectrum(x, q, "pareto_k")
+        one = np.abs(mu - 1.0) <= 1e-12
+        if np.any(mu[~one] < 1.0):
+            return float(1.0 - mu.min())
+        if np.any(one & (np.abs(y) > 1e-12)):
+            return 0.0
+        d_eff = int(np.sum(~one))
+        return float(-2.0 / d_eff) if d_eff else float("nan")
 
     def elbo_model_grad(self, x, q):
         r"""Exact d ELBO / d (W, b, psi) at a fixed q: a dict {"W": (D, d), "b": (D,), "psi": (D,)}.

@@ -28,6 +28,7 @@ from scipy.special import log_expit, logsumexp
 from ._validation import as_float_array, check_probabilities
 from .distributions import Bernoulli, BernoulliMixture
 
+from ._bounds import WeightMoments, check_power
 from .base import Problem
 from .glyphs import SIZE, digit_templates
 
@@ -44,7 +45,7 @@ def _check_bits(name, value, length):
     return arr.astype(np.float64)
 
 
-class MissingPixels(Problem):
+class MissingPixels(WeightMoments, Problem):
     """Bernoulli-template mixture images; latent = masked pixels, observation = the rest.
 
     ``templates``: pixel-on probabilities, flat (C, P) or image-shaped
@@ -254,3 +255,15 @@ class MissingPixels(Problem):
         for z, log_q, log_joint, _ in self._enumerate(x, q, "elbo_grad"):
             grad += (np.exp(log_q) * (log_joint - log_q)) @ (z - q.probs)
         return grad
+
+    def log_weight_moment(self, x, q, s):
+        r"""Exact :math:`\log \mathbb E_q[w^s] = \log \sum_z q(z)^{1-s} p(x, z)^s` over
+        the 2^m completions with q(z) > 0 (m <= 20), for real s (``renyi_bound``,
+        ``cubo`` and ``ess_limit`` build on it).  Every p(x, z) > 0 here (the
+        templates lie strictly inside (0, 1)), so every moment is finite."""
+        s = check_power(s)
+        parts = [
+            logsumexp((1.0 - s) * log_q + s * log_joint)
+            for _, log_q, log_joint, _ in self._enumerate(x, q, "log_weight_moment")
+        ]
+        return float(logsumexp(parts))
