@@ -30,6 +30,8 @@ from .ais import ais
 from .weights import WeightStats, execution_path, log_weights, weight_stats
 from . import psis
 from .bounds import cubo, renyi_bound
+from .expectation import EXPECTATION_METHODS, expectation_gradient
+from .jackknife import jackknife
 
 __all__ = [
     "Gaussian",
@@ -53,6 +55,7 @@ __all__ = [
     "psis",
     "renyi_bound",
     "cubo",
+    "jackknife",
     "execution_path",
     "register_kernel",
     "kernels",
@@ -64,4 +67,6 @@ __all__ = [
     "steps_to_reach",
     "smc",
     "ais",
+    "expectation_gradient",
+    "EXPECTATION_METHODS",
 ]
