@@ -15,6 +15,7 @@ from .linear_gaussian import LinearGaussian
 from .missing_pixels import MissingPixels
 from .mixture_prior import MixturePrior
 from .rainforth import RainforthLinearGaussian
+from .sigmoid_belief_net import SigmoidBeliefNet
 from .state_space import HiddenMarkov, LinearGaussianStateSpace
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "RainforthLinearGaussian",
     "LinearGaussianStateSpace",
     "HiddenMarkov",
+    "SigmoidBeliefNet",
 ]
