@@ -230,7 +230,6 @@ def test_api_reference_planned_names_do_not_exist_yet():
 
     planned = _planned_section(API.read_text())
     names = sorted({m.group(1) + m.group(2) for m in _NAME.finditer(planned)})
-    assert len(names) >= 5
     landed = [n for n in names if _resolve(n.rstrip("."))]
     if "kl=" in planned and "kl" in inspect.signature(estimators.elbo).parameters:
         landed.append('estimators.elbo(..., kl="analytic")')
