@@ -401,3 +401,48 @@ def test_estimator_bad_input():
         estimators.cubo(p, x, q, 0, 2)
     with pytest.raises(ValueError, match=r"^R: "):
         estimators.renyi_bound(p, x, q, 10, 0, 0.5)
+
+
+# =========================================================================== ESS and its limit
+
+
+def test_ess_over_k_tends_to_the_exact_limit():
+    """ESS / K = (mean w)^2 / mean(w^2) -> E_q[w]^2 / E_q[w^2] (law of large
+    numbers); at K = 1e5 its O(1/K) bias is far below the 5-SE tolerance (SE
+    from R = 20 replicates)."""
+    p, x, q = _lg_case(1.3)
+    g = GaussianMixture.random(4, 2, seed=7)
+    xg = g.sample(1, seed=8)[0]
+    mp = MissingPixels.digits(latent_rows=2)
+    xm = mp.sample(1, seed=9)[0]
+    cases = [
+        (p, x, q),
+        (g, xg, Categorical([0.4, 0.3, 0.2, 0.1])),
+        (mp, xm, Bernoulli(np.clip(mp.posterior_marginals(xm), 0.1, 0.9))),
+    ]
+    K, R = 100_000, 20
+    for prob, xx, qq in cases:
+        limit = prob.ess_limit(xx, qq)
+        assert 0.0 < limit < 1.0
+        r = estimators.weight_stats(prob, xx, qq, K, R, seed=21).ess / K
+        se = r.std(ddof=1) / math.sqrt(R)
+        assert abs(r.mean() - limit) < Z * se + 10.0 / K, (type(prob).__name__, r.mean(), limit, se)
+    # 1-D: the limit against quadrature of E_q[w^2] (s = 2) and p(x) (s = 1)
+    p1, x1 = _lg1()
+    post = p1.posterior(x1)
+    q1 = Gaussian(post.mean + 0.3, [1.2 * math.sqrt(post.cov[0, 0])])
+    want = math.exp(2 * _quad_log_moment_1d(p1, x1, q1, 1.0) - _quad_log_moment_1d(p1, x1, q1, 2.0))
+    assert abs(p1.ess_limit(x1, q1) - want) < 1e-10
+
+
+def test_ess_limit_is_zero_where_the_variance_is_infinite():
+    """2 S < Sigma: Var_q[w] = inf, the limit is 0, and ESS/K keeps falling with K."""
+    p, x = _lg1()
+    post = p.posterior(x)
+    q = Gaussian(post.mean, [math.sqrt(0.3 * post.cov[0, 0])])
+    assert p.ess_limit(x, q) == 0.0 and p.relative_weight_variance(x, q) == math.inf
+    R = 20
+    small = estimators.weight_stats(p, x, q, 1_000, R, seed=22).ess / 1_000
+    large = estimators.weight_stats(p, x, q, 100_000, R, seed=23).ess / 100_000
+    se = math.hypot(small.std(ddof=1), large.std(ddof=1)) / math.sqrt(R)
+    assert small.mean() - large.mean() > Z * se, (small.mean(), large.mean(), se)
