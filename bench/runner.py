@@ -19,6 +19,12 @@ Row semantics (one row per cell; NaN where a column does not apply):
   the seed x was drawn with, -1 when x is the family's own or was given.
   A problem need only have ``log_joint``, ``log_marginal`` and ``prior``;
   a cell it cannot serve is skipped by ``plan`` with the reason.
+* importance_sampling and elbo: ``ess`` = mean effective sample size and
+  ``ess_limit`` = its exact large-K limit as a fraction of K, 1/(1 + Var_q[w]/p^2)
+  (0 where Var_q[w] is infinite, NaN where unknown); ``khat`` = mean PSIS
+  Pareto k-hat of the replicates' weights, ``khat_threshold`` =
+  min(1 - 1/log10 K, 0.7) and ``khat_unreliable`` = the fraction of replicates
+  above it (NaN for K <= 20 or equal weights, where k-hat cannot be fitted).
 * importance_sampling: ``truth`` = log p(x); mean/bias/variance/mse of
   log p-hat, each with an SE; ``ratio_bias`` = mean(p-hat/p) - 1 with SE;
   ``bias_pred`` = -rel_weight_var / (2K), the delta-method prediction of the
@@ -54,6 +60,7 @@ import pandas as pd
 import pyarrow as pa
 
 import estimators
+from estimators.psis import khat_threshold
 
 from . import analysis, exact, metrics, rows, storage
 from .executors import get_executor
@@ -107,6 +114,10 @@ _FLOAT = [
     "bias_pred",
     "ess",
     "ess_se",
+    "ess_limit",
+    "khat",
+    "khat_threshold",
+    "khat_unreliable",
     "snr_median",
     "snr_min",
     "snr_floor",
@@ -185,6 +196,18 @@ def skip_reason(cell: Cell):
                 return f"gradient: no exact ELBO gradient for q={cell.q}: {reason}"
         return gradient_probe(cell)
     return None
+
+
+def _khat_columns(row, khat, K):
+    """k-hat columns: ``khat`` = mean PSIS k-hat over the replicates where it is
+    finite (NaN where none is: K <= 20, or every weight equal), ``khat_threshold``
+    = min(1 - 1/log10 K, 0.7), ``khat_unreliable`` = the fraction of those
+    replicates above it (their estimate cannot be trusted, Vehtari et al. 2024)."""
+    finite = khat[np.isfinite(khat)]
+    row["khat_threshold"] = khat_threshold(K) if K > 1 else math.nan
+    if finite.size:
+        row["khat"] = float(np.mean(finite))
+        row["khat_unreliable"] = float(np.mean(finite > row["khat_threshold"]))
 
 
 def cell_target(cell: Cell) -> str:
@@ -296,6 +319,9 @@ def run_cell(cell: Cell) -> dict:
     row["q_family"] = type(q).__name__
     cols, reasons = cell_truths(cell.spec, cell.q)
     row.update(cols)
+    # ESS / K -> p(x)^2 / E_q[w^2] = 1 / (1 + Var_q[w]/p(x)^2): 0 where the variance is infinite
+    rv = row["rel_weight_var"]
+    row["ess_limit"] = 0.0 if rv == math.inf else (1.0 / (1.0 + rv) if math.isfinite(rv) else math.nan)
     K, R, seed = cell.K, cell.R, cell.seed
     if cell.estimator == "elbo" and not math.isfinite(row["elbo_exact"]):
         raise ValueError(f"elbo: no exact ELBO for q={cell.q}: {reasons.get('elbo_exact', 'not finite')}")
@@ -317,6 +343,7 @@ def run_cell(cell: Cell) -> dict:
         seconds = time.perf_counter() - t0
         ess = ws.ess
         row["ess"], row["ess_se"] = metrics.mean_se(ess)
+        _khat_columns(row, ws.khat, K)
         if cell.estimator == "importance_sampling":
             rows.summarize(row, "log_marginal", ws.log_p_hat, row["log_marginal"], K=K)
         else:

@@ -19,6 +19,11 @@ LOG_TINY = float(np.log(np.finfo(np.float64).tiny))
 _EPS10 = 10.0 * float(np.finfo(np.float64).eps)
 
 
+#: tail excesses no larger than this (in units of the largest weight) are ties
+#: to rounding -- e.g. q = p(z|x), where every weight equals p(x) up to 1e-15 --
+#: and have no tail to fit: k-hat is inf, as for exact ties
+TIES = 1e-12
+
 @njit(cache=True)
 def _grid(y, n):
     m = 30 + int(n**0.5)
@@ -41,7 +46,7 @@ def _mean_log1p(bj, y, n):
     return s / n
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _posterior(b, k, y, n):
     """(k, sigma) from the grid b and its profile k(b)."""
     m = b.shape[0]
@@ -121,7 +126,7 @@ def khat_one(top):
     if top[top.shape[0] - 1] == -np.inf:
         return np.nan
     y = tail_excesses(top)
-    if y.shape[0] <= 4:
+    if y.shape[0] <= 4 or y[y.shape[0] - 1] <= TIES:
         return np.inf
     return gpd_fit(y)[0]
 
@@ -140,7 +145,7 @@ def _khat_single(top):
     if top[top.shape[0] - 1] == -np.inf:
         return np.nan
     y = tail_excesses(top)
-    if y.shape[0] <= 4:
+    if y.shape[0] <= 4 or y[y.shape[0] - 1] <= TIES:
         return np.inf
     return _gpd_fit_parallel_grid(y)[0]
 
