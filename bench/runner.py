@@ -172,7 +172,7 @@ def skip_reason(cell: Cell):
     except PresetUnavailable as exc:
         return str(exc)
     entry = cell.entry()
-    if not entry.builtin:
+    if cell.estimator not in _SPECIAL:
         target = entry.target
         if target == "elbo":
             cols, reasons = cell_truths(cell.spec, cell.q)
@@ -275,9 +275,15 @@ def _iwae_reference_probe(cell: Cell):
     return None
 
 
-def _run_user(cell, entry, p, x, q, row):
-    """A user estimator's cell: one untimed call at R = 1 (JAX or numba compile
-    there), one timed call, the row's metrics against the target's truth."""
+#: built-ins with a cell path of their own (ESS and k-hat from the same draws;
+#: gradients crossed with methods and objectives); every other registered
+#: estimator -- the user's, smc, ais, ... -- takes ``_run_registered``
+_SPECIAL = ("importance_sampling", "elbo", "gradient")
+
+
+def _run_registered(cell, entry, p, x, q, row):
+    """A registered estimator's cell: one untimed call at R = 1 (JAX or numba
+    compile there), one timed call, the row's metrics against the target's truth."""
     target, options, K, R = row["target"], dict(cell.options), cell.K, cell.R
     if target == "log_marginal":
         truth, truth_se = row["log_marginal"], None
@@ -327,8 +333,8 @@ def run_cell(cell: Cell) -> dict:
         raise ValueError(f"elbo: no exact ELBO for q={cell.q}: {reasons.get('elbo_exact', 'not finite')}")
 
     entry = cell.entry()
-    if not entry.builtin:
-        seconds = _run_user(cell, entry, p, x, q, row)
+    if cell.estimator not in _SPECIAL:
+        seconds = _run_registered(cell, entry, p, x, q, row)
     elif cell.estimator in ("importance_sampling", "elbo"):
         # weight_stats is the kernel behind importance_sampling (.log_p_hat)
         # and elbo (.elbo); it also gives the ESS from the same draws.
