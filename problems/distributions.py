@@ -221,6 +221,9 @@ class MultivariateGaussian(Proposal):
         cov = as_float_array("cov", cov, shape=(d, d))
         self.loc, self.cov = loc, cov
         self.chol = cholesky_or_raise("cov", cov)
+        # L^{-1} once: a block's whitening is then one product (u = (z - loc) L^{-T}),
+        # not a triangular solve per call
+        self._chol_inv = solve_triangular(self.chol, np.eye(d), lower=True)
         self.dim = d
         self._tril = np.tril_indices(d)
 
@@ -256,7 +259,7 @@ class MultivariateGaussian(Proposal):
     def log_prob(self, z):
         z = self._check_z(z)
         flat = (z - self.loc).reshape(-1, self.dim)
-        eps = solve_triangular(self.chol, flat.T, lower=True).T
+        eps = flat @ self._chol_inv.T
         out = (
             -0.5 * np.sum(eps**2, axis=-1)
             - np.sum(np.log(np.diag(self.chol)))
@@ -271,10 +274,10 @@ class MultivariateGaussian(Proposal):
         diagonal chained through :math:`L_{ii} = e^{\tilde L_{ii}}`; (n, d + d(d+1)/2)."""
         z = self._check_z(z)
         flat = (z - self.loc).reshape(-1, self.dim)
-        u = solve_triangular(self.chol, flat.T, lower=True)  # (d, n)
-        g_loc = solve_triangular(self.chol.T, u, lower=False).T  # (n, d): L^{-T} u
-        linv_t = solve_triangular(self.chol, np.eye(self.dim), lower=True).T
-        G = g_loc[:, :, None] * u.T[:, None, :] - linv_t[None, :, :]
+        u = flat @ self._chol_inv.T  # (n, d): L^{-1}(z - loc)
+        g_loc = u @ self._chol_inv  # (n, d): L^{-T} u
+        linv_t = self._chol_inv.T
+        G = g_loc[:, :, None] * u[:, None, :] - linv_t[None, :, :]
         G[:, np.arange(self.dim), np.arange(self.dim)] *= np.diag(self.chol)
         out = np.concatenate([g_loc, G[:, self._tril[0], self._tril[1]]], axis=-1)
         return out.reshape(z.shape[:-1] + (out.shape[-1],))
@@ -283,8 +286,7 @@ class MultivariateGaussian(Proposal):
         r""":math:`\nabla_z \log q(z) = -\Sigma^{-1}(z - \mu)`; (n, d)."""
         z = self._check_z(z)
         flat = (z - self.loc).reshape(-1, self.dim)
-        u = solve_triangular(self.chol, flat.T, lower=True)
-        return -solve_triangular(self.chol.T, u, lower=False).T.reshape(z.shape)
+        return -((flat @ self._chol_inv.T) @ self._chol_inv).reshape(z.shape)
 
     def sample_noise(self, n, seed=0):
         """eps ~ N(0, I_d), shape (n, d)."""
