@@ -28,6 +28,25 @@ stl          (1/K) sum_k d f/dz . dz/dphi                             sum_k w~_k
 dreg         = stl (the K = 1 DReG of each term)                      sum_k w~_k^2 d f_k/dz . dz/dphi
 ============ ======================================================== ==========================================================
 
+Objective "wake" (reweighted wake-sleep, the wake-phi update: an estimate of
+:math:`\mathbb E_{p(z|x)}[\nabla_\phi \log q_\phi(z)]`, exact reference
+``p.wake_grad(x, q)``; both estimators are self-normalised, so BIASED at
+finite K, O(1/K), and consistent):
+
+============ ======================================================================
+score        sum_k w~_k s_k
+dreg         sum_k (w~_k - w~_k^2) d log w_k/dz . dz/dphi        (RWS-DReG; reparameterizable q)
+============ ======================================================================
+
+Binary latents under a ``Bernoulli`` q, objective "elbo" only, served by the
+NumPy implementation in ``estimators.discrete_gradients`` (its docstring has
+the equations; ``Method.numpy``): "arm", "disarm", "rebar" (options
+temperature, eta) -- unbiased -- and the biased relaxations "gumbel_softmax"
+(option temperature) and "straight_through", which need the problem's relaxed
+log-joint ``p.grad_log_joint_relaxed(x, z)`` (and REBAR ``p.log_joint_relaxed``).
+Method options are passed as ``gradient(..., temperature=0.5)``; an option the
+method does not take is a ValueError naming it.
+
 Every estimate is computed in one (or, for the leave-one-out signals, two)
 streaming passes over the K samples: memory does not grow with K, normalised
 weights are accumulated in log space with a running maximum, and the second
@@ -43,7 +62,7 @@ Gradients in the model's parameters (LinearGaussian W, b, psi):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,12 +71,13 @@ from problems import LinearGaussian
 from ._generic import GenericGradient, gradient_support
 from ._gradient_targets import target_for_block
 from ._kernels import gradient_driver as gd
+from . import discrete_gradients as dg
 from ._validation import check_choice, check_count
 from .weights import _block, check_call
 
 __all__ = ["METHODS", "OBJECTIVES", "gradient", "model_gradient", "iwae_gradient_reference"]
 
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "wake")
 
 
 # --------------------------------------------------------------------------- pass-1 sums
@@ -231,31 +251,75 @@ def _dreg_iwae(s):
     return s.weighted_squared()
 
 
+@_needs(gd.V_G1)
+def _wake_score(s):
+    r"""Reweighted wake-sleep, wake-phi update (Bornschein & Bengio 2015), score form:
+
+    .. math:: \hat g = \sum_k \tilde w_k\, s_k \;\approx\; \mathbb E_{p(z|x)}[\nabla_\phi \log q_\phi(z)]
+              = -\nabla_\phi \mathrm{KL}(p(z|x)\,\|\,q_\phi)
+
+    (self-normalised importance sampling of the posterior expectation of the
+    score).  **Biased** at finite K (a ratio estimator; the bias is O(1/K)) and
+    consistent; exact reference ``p.wake_grad(x, q)``.
+    """
+    return s.weighted()
+
+
+@_needs(gd.V_G1, gd.V_G2)
+def _wake_dreg(s):
+    r"""RWS-DReG (Tucker, Lawson, Gu & Maddison 2019), the doubly reparameterized wake-phi gradient:
+
+    .. math:: \hat g = \sum_k (\tilde w_k - \tilde w_k^2)\,
+              \frac{\partial \log w_k}{\partial z_k} \frac{\partial z_k}{\partial\phi}
+
+    It has the same expectation as ``_wake_score`` at every K (the identity
+    :math:`\mathbb E[h\, s] = \mathbb E[\partial_z h\, \partial_\phi z]` applied to
+    :math:`h = \tilde w_k`, with :math:`\partial \tilde w_k/\partial z_k = \tilde w_k(1-\tilde w_k)
+    \partial \log w_k / \partial z_k`), so it is biased in the same way, O(1/K).
+    """
+    return s.weighted() - s.weighted_squared()
+
+
 @dataclass(frozen=True)
 class Method:
     """One gradient estimator: what the kernel writes per sample (``mode``),
     whether q must be reparameterizable, the smallest K, and the estimator
-    function of each objective it supports."""
+    function of each objective it supports.
 
-    mode: int
+    ``numpy``: the method is served by a vectorised NumPy implementation
+    (``estimators.discrete_gradients``) instead of the compiled driver; its
+    objective functions are called as ``fn(p, x, q, K, R, key, **options)``
+    and ``mode`` is None.  ``options``: the method options it takes
+    (``gradient(..., **options)``), with their defaults."""
+
+    mode: int | None
     reparam: bool
     min_K: int
     objectives: dict
+    numpy: bool = False
+    options: dict = field(default_factory=dict)
 
 
 METHODS = {
-    "score": Method(gd.SCORE, False, 1, {"elbo": _score_elbo, "iwae": _score_iwae}),
+    "score": Method(gd.SCORE, False, 1, {"elbo": _score_elbo, "iwae": _score_iwae, "wake": _wake_score}),
     "score_loo": Method(gd.SCORE, False, 2, {"elbo": _loo_elbo, "iwae": _vimco}),
     "reparam": Method(gd.REPARAM, True, 1, {"elbo": _pathwise_elbo, "iwae": _pathwise_iwae}),
     "stl": Method(gd.STL, True, 1, {"elbo": _pathwise_elbo, "iwae": _pathwise_iwae}),
-    "dreg": Method(gd.STL, True, 1, {"elbo": _pathwise_elbo, "iwae": _dreg_iwae}),
+    "dreg": Method(gd.STL, True, 1, {"elbo": _pathwise_elbo, "iwae": _dreg_iwae, "wake": _wake_dreg}),
+    # binary latents under a Bernoulli q (NumPy; estimators.discrete_gradients has each equation)
+    "arm": Method(None, False, 1, {"elbo": dg.arm_elbo}, numpy=True),
+    "disarm": Method(None, False, 1, {"elbo": dg.disarm_elbo}, numpy=True),
+    "rebar": Method(None, False, 1, {"elbo": dg.rebar_elbo}, numpy=True, options={"temperature": 0.5, "eta": 1.0}),
+    "gumbel_softmax": Method(None, False, 1, {"elbo": dg.gumbel_softmax_elbo}, numpy=True,
+                             options={"temperature": 0.5}),
+    "straight_through": Method(None, False, 1, {"elbo": dg.straight_through_elbo}, numpy=True),
 }
 
 
 # --------------------------------------------------------------------------- public
 
 
-def gradient(p, x, q, K, R, method, objective="elbo", seed=0):
+def gradient(p, x, q, K, R, method, objective="elbo", seed=0, **options):
     r"""(R, len(q.params)) replicate estimates of d objective / d q.params.
 
     Parameters
@@ -279,9 +343,15 @@ def gradient(p, x, q, K, R, method, objective="elbo", seed=0):
     R : number of independent replicates (>= 1).
     method : "score", "score_loo", "reparam", "stl" or "dreg" -- see the
         module docstring's table and ``METHODS`` for each one's equation.
-    objective : "elbo" (the average of K log-weights) or "iwae"
-        (:math:`\log \frac1K \sum_k w_k`, the K-sample bound).
+    objective : "elbo" (the average of K log-weights), "iwae"
+        (:math:`\log \frac1K \sum_k w_k`, the K-sample bound) or "wake"
+        (reweighted wake-sleep's wake-phi gradient; methods "score", "dreg").
     seed : non-negative integer.
+    options : method options (``Method.options`` lists each method's, with
+        defaults): "temperature" (> 0) of "gumbel_softmax" and "rebar", "eta" of "rebar".
+        Discrete methods "arm", "disarm", "rebar", "gumbel_softmax",
+        "straight_through" take a Bernoulli q on a binary problem; K counts
+        samples (each one pair of log_joint evaluations for arm/disarm/rebar).
 
     Every method is unbiased for the gradient of the objective's expectation
     except "stl" for "iwae" at K > 1 (see ``_pathwise_iwae``).  "dreg" with
@@ -293,7 +363,16 @@ def gradient(p, x, q, K, R, method, objective="elbo", seed=0):
     objective = check_choice("objective", objective, OBJECTIVES)
     x, K, R, key = check_call(p, x, K, R, seed)
     spec = METHODS[method]
+    if objective not in spec.objectives:
+        raise ValueError(f'objective: method "{method}" supports {sorted(spec.objectives)}, got {objective!r}')
+    for name in options:
+        if name not in spec.options:
+            takes = f"its options are {sorted(spec.options)}" if spec.options else "it takes no options"
+            raise ValueError(f'{name}: not an option of method "{method}" ({takes})')
     block = _block(p, x, q)
+    if spec.numpy:
+        g = spec.objectives[objective](p, x, q, K, R, key, **{**spec.options, **options})
+        return np.ascontiguousarray(g)
     if spec.reparam and not getattr(q, "reparameterizable", False):
         raise ValueError(f'method: "{method}" needs a reparameterizable q, got {type(q).__name__}')
     if K < spec.min_K:

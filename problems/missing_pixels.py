@@ -182,6 +182,23 @@ class MissingPixels(WeightMoments, Problem):
         comp = a + self._lat_off.sum(axis=1) + z @ (self._lat_on - self._lat_off).T
         return logsumexp(comp, axis=-1)
 
+    def log_joint_relaxed(self, x, z):
+        r"""The log-joint's formula for a relaxed z in [0, 1]^m (the relaxation
+        estimators' ``p.log_joint_relaxed``):
+        :math:`\operatorname{logsumexp}_c [a_c + \sum_j \log(1-t_{cj}) + z \cdot (\log t_c - \log(1-t_c))]`; (n,)."""
+        a = self.observed_log_likelihoods(x)
+        z = as_float_array("z", z, shape=(None, self.latent_dim))
+        return logsumexp(a + self._lat_off.sum(axis=1) + z @ (self._lat_on - self._lat_off).T, axis=-1)
+
+    def grad_log_joint_relaxed(self, x, z):
+        r""":math:`\nabla_z` of ``log_joint_relaxed``: :math:`\sum_c r_c(z) (\log t_c - \log(1 - t_c))`,
+        r the softmax of the component terms; (n, m)."""
+        a = self.observed_log_likelihoods(x)
+        z = as_float_array("z", z, shape=(None, self.latent_dim))
+        diff = self._lat_on - self._lat_off
+        comp = a + self._lat_off.sum(axis=1) + z @ diff.T
+        return np.exp(comp - logsumexp(comp, axis=-1, keepdims=True)) @ diff
+
     def _log_marginal_rows(self, X):
         if not np.isin(X, (0.0, 1.0)).all():
             raise ValueError("x: observed pixels must be 0 or 1")
@@ -255,6 +272,12 @@ class MissingPixels(WeightMoments, Problem):
         for z, log_q, log_joint, _ in self._enumerate(x, q, "elbo_grad"):
             grad += (np.exp(log_q) * (log_joint - log_q)) @ (z - q.probs)
         return grad
+
+    def wake_grad(self, x, q):
+        r"""Exact wake-phi gradient :math:`\mathbb E_{p(z|x)}[\nabla_\phi \log q_\phi(z)]
+        = P(z = 1 | x) - \pi` for a Bernoulli q in its logits."""
+        q = self._check_q(q, (Bernoulli,), "wake_grad")
+        return self.posterior_marginals(x) - q.probs
 
     def log_weight_moment(self, x, q, s):
         r"""Exact :math:`\log \mathbb E_q[w^s] = \log \sum_z q(z)^{1-s} p(x, z)^s` over
