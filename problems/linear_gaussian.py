@@ -187,6 +187,18 @@ class LinearGaussian(WeightMoments, Problem):
         grad_L[np.diag_indices(d)] *= np.diag(L)
         return np.concatenate([grad_loc, grad_L[np.tril_indices(d)]])
 
+    def wake_grad(self, x, q):
+        r"""Exact wake-phi gradient :math:`\mathbb E_{p(z|x)}[\nabla_\phi \log q_\phi(z)]`
+        (= :math:`-\nabla_\phi \mathrm{KL}(p(z|x) \| q_\phi)`) for a diagonal Gaussian q, from the
+        posterior's mean m and covariance S:
+        :math:`\partial/\partial\mu_i = (m_i - \mu_i)/\sigma_i^2`,
+        :math:`\partial/\partial\log\sigma_i = ((m_i - \mu_i)^2 + S_{ii})/\sigma_i^2 - 1`."""
+        x = self._check_x(x)
+        q = self._check_q(q, (Gaussian,), "wake_grad")
+        m, S = self.posterior_mean(x), self._post_cov
+        var = q.scale**2
+        return np.concatenate([(m - q.loc) / var, ((m - q.loc) ** 2 + np.diag(S)) / var - 1.0])
+
     # ---- importance-weight variance ----------------------------------------
     def log_weight_second_moment(self, x, q):
         r"""Exact :math:`\log \mathbb E_q[w^2]`, :math:`w = p(x, z)/q(z)`, for a
