@@ -102,8 +102,8 @@ def pytest_sessionfinish(session, exitstatus):
 
     import pyarrow as pa
 
-    from bench import storage
-    from bench.runner import SCHEMA
+    from bench import analysis, storage
+    from bench.runner import REFERENCE_METHOD, SCHEMA
     from reports.report import build_report
 
     d = Path(out)
@@ -115,6 +115,8 @@ def pytest_sessionfinish(session, exitstatus):
             df[f.name] = "" if pa.types.is_string(f.type) else (0 if pa.types.is_integer(f.type) else math.nan)
     df["problem_params"] = df["problem_params"].replace("", "{}")
     df["cell_id"] = [f"test-{i}" for i in range(len(df))]
+    df["x_seed"] = -1  # x was given by the test, not drawn by the harness
+    df = analysis.add_variance_ratios(df, reference=REFERENCE_METHOD)
     storage.write_table(d / storage.TABLE, df)
     paths = build_report(d)
     tr = session.config.pluginmanager.get_plugin("terminalreporter")

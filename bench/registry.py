@@ -29,10 +29,15 @@ its ``target`` attribute).
 
 The built-in estimators are registered here in the same way, so a user's
 estimator takes the same path through the harness as ``importance_sampling``.
+The sequential and annealed built-ins ``smc`` (K = the number of particles N;
+options proposal, resampling, ess_threshold) and ``ais`` (K = the number of
+chains; options steps, kernel, schedule, reverse) ignore the cell's q; an
+``ais`` row with reverse=True is the BDMC upper bound, biased high by design.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import inspect
@@ -236,7 +241,9 @@ def _load_entry_points():
                 f"({type(exc).__name__}: {exc})"
             ) from None
         if ep.name in _REGISTRY and _REGISTRY[ep.name].fn is obj:
-            continue  # importing it registered it (the decorator)
+            # importing it registered it (the decorator): say where it came from
+            _REGISTRY[ep.name] = dataclasses.replace(_REGISTRY[ep.name], origin=f"entry point {dist}")
+            continue
         target = getattr(obj, "target", None)
         if target is None:
             raise ValueError(
@@ -250,6 +257,12 @@ def registered():
     """{name: Estimator} of every registered estimator (entry points loaded)."""
     _load_entry_points()
     return dict(_REGISTRY)
+
+
+def builtin_descriptions():
+    """{name: description} of the built-in estimators -- without loading entry
+    points, so it is safe while ``bench`` itself is being imported."""
+    return {name: e.description for name, e in _REGISTRY.items() if e.builtin}
 
 
 def get_estimator(name, key="estimator"):
@@ -313,3 +326,39 @@ def _gradient(p, x, q, K, R, seed, method="score", objective="elbo"):
 register_estimator("importance_sampling", _importance_sampling, "log_marginal", origin="built-in")
 register_estimator("elbo", _elbo, "elbo", origin="built-in")
 register_estimator("gradient", _gradient, "objective", origin="built-in")
+
+
+def _smc(p, x, q, K, R, seed, proposal="bootstrap", resampling="systematic", ess_threshold=0.5):
+    r"""log Z_hat of a particle filter with N = K particles (estimators.smc); q is ignored.
+
+    :math:`\hat Z = \prod_j \frac1N \sum_i \prod_{t \in \text{stretch } j} \omega_t^i` over the
+    stretches between resampling times; :math:`E[\hat Z] = p(x)` for every N, ``proposal``
+    ("bootstrap", "optimal") and ``resampling`` ("multinomial", "stratified", "systematic",
+    "residual"; when ESS < ess_threshold * N).  The sweep's K column is the number of particles
+    N, and the cell's q is not used (a particle filter draws from the model's transitions or its
+    locally optimal proposal): its q-derived columns (``kl``, ``rel_weight_var``, ``bias_pred``)
+    describe the preset, not this estimator.  p must follow the state-space protocol
+    (problems.state_space)."""
+    return estimators.smc(p, x, K, R, seed=seed, proposal=proposal, resampling=resampling,
+                          ess_threshold=ess_threshold)
+
+
+def _ais(p, x, q, K, R, seed, steps=10, kernel="hmc", schedule="geometric", reverse=False):
+    r"""log p_hat(x) by annealed importance sampling with K chains (estimators.ais); q is ignored.
+
+    Forward (``reverse=False``): chains from the prior along
+    :math:`f_\beta = p(z) L(z)^\beta` over ``steps`` temperatures,
+    :math:`\log\hat p = \log\frac1K\sum_k w_k` with :math:`E[w] = p(x)`: a stochastic lower
+    bound, biased low like importance sampling.  Reverse (``reverse=True``): chains from exact
+    posterior draws back to the prior, :math:`E[w] = 1/p(x)`, returning
+    :math:`-\log\frac1K\sum_k w_k`, the BDMC stochastic *upper* bound (Grosse et al. 2015).
+    Both are registered against the same truth, log p(x) (target "log_marginal"), but a reverse
+    row's bias is positive by design (about +Var/2 for large K) and its ``ratio_bias`` (the
+    mean of p_hat/p - 1) is not expected to be 0: it is 1/p_hat that is unbiased for 1/p(x).
+    K is the number of chains; the cell's q is not used (the chains start from the prior, or
+    the exact posterior)."""
+    return estimators.ais(p, x, K, R, steps, seed=seed, kernel=kernel, schedule=schedule, reverse=reverse)
+
+
+register_estimator("smc", _smc, "log_marginal", origin="built-in")
+register_estimator("ais", _ais, "log_marginal", origin="built-in")

@@ -48,7 +48,7 @@ __all__ = [
 
 # The built-in estimators, as registered in bench.registry (name -> description).
 # A sweep takes any registered name, an import string or a function.
-ESTIMATORS = {name: e.description for name, e in _registry.registered().items() if e.builtin}
+ESTIMATORS = _registry.builtin_descriptions()
 # Read from their source packages, not copied: the gradient methods and
 # objectives estimators.gradient accepts, and the built-in problem families
 # (name -> problems.families.Family).  Families outside the package (import
