@@ -25,6 +25,9 @@ score_cv (Gaussian)     (f(z) - h(z)) s + grad_theta E_q[h],  h the second-order
 arm (Bernoulli)         (f(1[u > sigma(-theta)]) - f(1[u < sigma(theta)])) (u - 1/2)
 disarm (Bernoulli)      1/2 (f(b) - f(b~)) (-1)^{b~_i} 1[b_i != b~_i] sigma(|theta_i|),
                         b = 1[u < sigma(theta)], b~ = 1[1 - u < sigma(theta)]
+gumbel_softmax          grad_f(zeta) * zeta (1 - zeta) / tau,  zeta = sigma((theta - logit u)/tau)
+(Bernoulli)             (BIASED; grad_f is the gradient of f extended to [0,1]^m)
+straight_through        grad_f(b) * sigma(theta)(1 - sigma(theta)),  b = 1[u < sigma(theta)]   (BIASED)
 ======================  =====================================================================
 
 For the measure-valued derivative the weak derivative of the Gaussian in its mean,
@@ -67,9 +70,11 @@ EXPECTATION_METHODS = {
     "score_cv": "Gaussian; needs grad_f and hess_f",
     "arm": "Bernoulli",
     "disarm": "Bernoulli",
+    "gumbel_softmax": "Bernoulli; needs grad_f of the relaxed f on [0,1]^m and temperature (biased)",
+    "straight_through": "Bernoulli; needs grad_f of the relaxed f on [0,1]^m (biased)",
 }
 _GAUSSIAN_ONLY = ("measure_valued", "score_cv")
-_BERNOULLI_ONLY = ("arm", "disarm")
+_BERNOULLI_ONLY = ("arm", "disarm", "gumbel_softmax", "straight_through")
 _PATHWISE = ("sample_noise", "transform", "transform_vjp")
 
 
@@ -149,7 +154,7 @@ def _check_q(q, method, grad_f, hess_f):
         getattr(q, "reparameterizable", False) and all(hasattr(q, m) for m in _PATHWISE)
     ):
         raise ValueError(f'q: method "reparam" needs a reparameterizable q, got {type(q).__name__}')
-    if method in ("reparam", "score_cv") and grad_f is None:
+    if method in ("reparam", "score_cv", "gumbel_softmax", "straight_through") and grad_f is None:
         raise ValueError(f'grad_f: method "{method}" needs grad_f (z (n, d) -> (n, d)), got None')
     if method == "score_cv" and hess_f is None:
         raise ValueError('hess_f: method "score_cv" needs hess_f (z (n, d) -> (n, d, d)), got None')
@@ -158,13 +163,13 @@ def _check_q(q, method, grad_f, hess_f):
             raise ValueError(f"{name}: must be callable, got {type(fn).__name__}")
 
 
-def expectation_gradient(f, q, K, R, method, seed=0, grad_f=None, hess_f=None):
+def expectation_gradient(f, q, K, R, method, seed=0, grad_f=None, hess_f=None, temperature=None):
     r"""(R, len(q.params)) estimates of :math:`\nabla_{\theta} \mathbb E_{q_\theta}[f(z)]`,
     :math:`\theta` = ``q.params``.
 
     f : vectorised, z (n, d) -> (n,).  grad_f : z (n, d) -> (n, d), for "reparam"
     and "score_cv".  hess_f : z (n, d) -> (n, d, d), for "score_cv" (called at
-    the mean only).  K : samples per replicate (antithetic pairs for arm/disarm);
+    the mean only).  temperature : > 0, for "gumbel_softmax" only.  K : samples per replicate (antithetic pairs for arm/disarm);
     R : replicates; method : see ``EXPECTATION_METHODS`` and the module docstring
     for each equation.  Reproducible from ``seed``.
     """
@@ -176,6 +181,12 @@ def expectation_gradient(f, q, K, R, method, seed=0, grad_f=None, hess_f=None):
         raise ValueError(f'K: method "score_loo" needs K >= 2 (a leave-one-out baseline), got {K}')
     key = np.random.SeedSequence(check_seed(seed)).generate_state(1, dtype=np.uint64)[0]
     _check_q(q, method, grad_f, hess_f)
+    if method == "gumbel_softmax":
+        if temperature is None or not np.isfinite(float(temperature)) or float(temperature) <= 0:
+            raise ValueError(f'temperature: method "gumbel_softmax" needs a temperature > 0, got {temperature!r}')
+        tau = float(temperature)
+    elif temperature is not None:
+        raise ValueError(f'temperature: only "gumbel_softmax" takes a temperature, not "{method}"')
     theta = np.asarray(q.params, dtype=np.float64)
     P, d = theta.shape[0], q.dim
     fz = lambda z, n: _values("f", f, z, n)  # noqa: E731
@@ -215,6 +226,15 @@ def expectation_gradient(f, q, K, R, method, seed=0, grad_f=None, hess_f=None):
             h = f0 + dz @ g0 + 0.5 * np.einsum("ni,ij,nj->n", dz, H0, dz)
             s = q.grad_log_prob(z)
             out[r] += (fz(z, n) - h) @ s + n * grad_h
+        elif method in ("gumbel_softmax", "straight_through"):
+            u = rng.random((n, d))
+            pi = expit(theta)
+            if method == "straight_through":
+                out[r] += (_matrix("grad_f", grad_f, (u < pi).astype(np.float64), (n, d)) * (pi * (1 - pi))).sum(0)
+            else:
+                with np.errstate(divide="ignore", over="ignore"):
+                    zeta = expit((theta - np.log(u) + np.log1p(-u)) / tau)
+                out[r] += (_matrix("grad_f", grad_f, zeta, (n, d)) * (zeta * (1 - zeta) / tau)).sum(0)
         else:  # arm, disarm
             u = rng.random((n, d))
             terms = arm_terms if method == "arm" else disarm_terms

@@ -78,6 +78,38 @@ def test_bernoulli_squared_distance(method):
     _check(est, (1 - 2 * t) * p * (1 - p))
 
 
+def test_bernoulli_relaxations_biased_as_computed_exactly():
+    # f(b) = sum (b - t)^2 relaxed to z in [0,1]^m: grad_f = 2 (z - t).
+    # straight-through: E = 2 (p - t) p (1 - p) (enumeration over each bit);
+    # Gumbel-softmax: E = int 2 (zeta - t) zeta (1 - zeta)/tau dF(L), by scipy quad per bit.
+    from scipy import integrate
+    from scipy.special import expit, logit
+
+    p = np.array([0.2, 0.5, 0.9])
+    t = np.array([0.3, 0.8, 0.1])
+    f = lambda b: ((b - t) ** 2).sum(axis=1)  # noqa: E731
+    g = lambda z: 2 * (z - t)  # noqa: E731
+    exact = (1 - 2 * t) * p * (1 - p)
+    st = estimators.expectation_gradient(f, Bernoulli(p), 6, 4000, "straight_through", seed=2, grad_f=g)
+    _check(st, 2 * (p - t) * p * (1 - p))
+    assert np.max(np.abs(st.mean(0) - exact) / (st.std(0) / np.sqrt(4000))) > 10  # measurably biased
+    theta = logit(p)
+    for tau in (0.2, 1.0, 3.0):
+        want = []
+        for j in range(3):
+            def integrand(L, j=j):
+                zeta = expit((theta[j] + L) / tau)
+                return 2 * (zeta - t[j]) * zeta * (1 - zeta) / tau * expit(L) * (1 - expit(L))
+            want.append(integrate.quad(integrand, -50, 50, points=[-theta[j]], limit=200, epsabs=1e-13)[0])
+        gs = estimators.expectation_gradient(f, Bernoulli(p), 6, 4000, "gumbel_softmax", seed=3, grad_f=g,
+                                             temperature=tau)
+        _check(gs, np.array(want))
+    with pytest.raises(ValueError, match="^temperature: "):
+        estimators.expectation_gradient(f, Bernoulli(p), 2, 2, "gumbel_softmax", grad_f=g, temperature=0.0)
+    with pytest.raises(ValueError, match="^grad_f: "):
+        estimators.expectation_gradient(f, Bernoulli(p), 2, 2, "straight_through")
+
+
 def test_reproducible():
     f, g, h, _ = CASES["cubic"]
     a = estimators.expectation_gradient(f, Gaussian(MU, SIG), 5, 3, "measure_valued", seed=7)
