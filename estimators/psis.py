@@ -30,7 +30,10 @@ posterior weights :math:`\omega_j \propto e^{\ell(\theta_j)}` (those below
 then the 2024 paper's weakly informative prior (k ~ 0.5 with the weight of
 10 observations): :math:`\hat k = (n \hat k_{ZS} + 5) / (n + 10)`.  The
 threshold is floored at log(tiny) relative to the largest weight, and a tail of
-4 or fewer values has :math:`\hat k = \infty` (no fit).  This is ArviZ's
+4 or fewer values has :math:`\hat k = \infty` (no fit), as does a tail whose
+excesses are all below 1e-12 of the largest weight: ties to rounding, e.g.
+q = p(z|x), where every weight is p(x) up to 1e-15 (ArviZ fits that rounding
+noise; here it is treated as the exact ties it stands for).  This is ArviZ's
 ``psislw`` / loo's ``psis`` estimator operation for operation (``arviz.stats``
 ``_psislw`` and ``_gpdfit``, ArviZ 0.23), compiled
 (``_kernels.diagnostics.gpd``; its means are left-to-right sums where NumPy's

@@ -191,6 +191,14 @@ def test_tail_size_and_threshold():
     assert psis.khat_threshold(1000) == pytest.approx(1 - 1 / 3)
 
 
+def test_khat_of_constant_weights_is_inf_not_an_error():
+    """q = p(z|x): every weight is p(x) to rounding; no tail to fit."""
+    p, x, _ = PAIRS["lg-narrow"]
+    ws = estimators.weight_stats(p, x, p.posterior(x), 5000, 3, seed=1)
+    assert np.all(np.abs(ws.top_log_w - p.log_marginal(x)) < 1e-12)
+    assert np.all(ws.khat == np.inf)
+
+
 def test_khat_edge_cases_and_bad_input():
     # every weight zero: NaN, not an error or a number
     assert math.isnan(psis.pareto_khat(np.full(100, -np.inf)))
