@@ -65,6 +65,8 @@ TARGETS = {
     "elbo": "an ELBO estimate, truth the exact p.elbo(x, q)",
     "elbo_grad": "d ELBO / d q.params, truth the exact p.elbo_grad(x, q)",
     "iwae_grad": "d IWAE_K / d q.params, truth the IWAE gradient reference at K",
+    "renyi_bound": "an estimate of the Renyi bound L_alpha, truth the exact p.renyi_bound(x, q, alpha)",
+    "cubo": "an estimate of CUBO_n = (1/n) log E_q[w^n], truth the exact p.cubo(x, q, n)",
 }
 GRADIENT_TARGETS = ("elbo_grad", "iwae_grad")
 ENTRY_POINT_GROUP = "evidence_bench.estimators"
@@ -360,5 +362,24 @@ def _ais(p, x, q, K, R, seed, steps=10, kernel="hmc", schedule="geometric", reve
     return estimators.ais(p, x, K, R, steps, seed=seed, kernel=kernel, schedule=schedule, reverse=reverse)
 
 
+def _jackknife(p, x, q, K, R, seed, order=1):
+    r"""Jackknife variational inference (Nowozin 2018): the IS estimate of log p(x) with its
+    1/K (order 1) or 1/K and 1/K^2 (order 2) bias terms removed (estimators.jackknife)."""
+    return estimators.jackknife(p, x, q, K, R, order=order, seed=seed)
+
+
+def _renyi_bound(p, x, q, K, R, seed, alpha=0.5):
+    r""":math:`\frac1{1-\alpha}\log\frac1K\sum_k w_k^{1-\alpha}` (Li & Turner 2016; estimators.renyi_bound)."""
+    return estimators.renyi_bound(p, x, q, K, R, alpha, seed=seed)
+
+
+def _cubo(p, x, q, K, R, seed, n=2):
+    r""":math:`\frac1n\log\frac1K\sum_k w_k^n`, the chi upper bound (Dieng et al. 2017; estimators.cubo)."""
+    return estimators.cubo(p, x, q, K, R, n=n, seed=seed)
+
+
+register_estimator("jackknife", _jackknife, "log_marginal", origin="built-in")
+register_estimator("renyi_bound", _renyi_bound, "renyi_bound", origin="built-in")
+register_estimator("cubo", _cubo, "cubo", origin="built-in")
 register_estimator("smc", _smc, "log_marginal", origin="built-in")
 register_estimator("ais", _ais, "log_marginal", origin="built-in")

@@ -24,6 +24,7 @@ need only have ``log_marginal``).
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -63,6 +64,24 @@ def truth_for(target, p, x, q, K, iwae_reference=None):
             return estimators.iwae_gradient_reference(p, x, q, K)
         return iwae_reference(K)
     raise ValueError(f"target: unknown target {target!r}")
+
+
+def bound_truth(target, p, x, q, options, entry):
+    """The exact value a "renyi_bound" or "cubo" estimate is measured against:
+    ``p.renyi_bound(x, q, alpha)`` / ``p.cubo(x, q, n)``, with alpha / n from the
+    cell's options or the estimator's default."""
+    name, member = ("alpha", "renyi_bound") if target == "renyi_bound" else ("n", "cubo")
+    if name in options:
+        value = options[name]
+    else:
+        param = inspect.signature(entry.fn).parameters.get(name)
+        if param is None or param.default is param.empty:
+            raise ValueError(f"{name}: target {target!r} needs the option {name!r}")
+        value = param.default
+    fn = getattr(p, member, None)
+    if fn is None:
+        raise ValueError(f"p.{member}: missing; target {target!r} needs the exact value, {type(p).__name__} has none")
+    return float(fn(x, q, value))
 
 
 def _value_metrics(row, est, truth):

@@ -184,6 +184,14 @@ def skip_reason(cell: Cell):
                 return f"{cell.estimator}: no exact ELBO gradient for q={cell.q}: {reason}"
         elif target == "iwae_grad":
             return _iwae_reference_probe(cell)
+        elif target in ("renyi_bound", "cubo"):
+            p, x = cell.spec.build()
+            try:
+                truth = rows.bound_truth(target, p, x, cell_q(cell.spec, cell.q), dict(cell.options), entry)
+            except ValueError as exc:
+                return f"{cell.estimator}: {exc}"
+            if not math.isfinite(truth):
+                return f"{cell.estimator}: the exact {target} is {truth} for q={cell.q} (the moment diverges)"
         return None
     if cell.estimator == "elbo":
         cols, reasons = cell_truths(cell.spec, cell.q)
@@ -291,6 +299,8 @@ def _run_registered(cell, entry, p, x, q, row):
         truth, truth_se = row["elbo_exact"], None
     elif target == "elbo_grad":
         truth, truth_se = _elbo_gradient(cell.spec, cell.q)[0], None
+    elif target in ("renyi_bound", "cubo"):
+        truth, truth_se = rows.bound_truth(target, p, x, q, options, entry), None
     else:
         ident = {"iwae_reference": {"problem": cell.spec.identity(), "q": cell.q, "K": K}}
         truth, truth_se = _iwae_reference(cell.spec, cell.q, K, cell_seed(cell.root_seed, ident))

@@ -68,3 +68,20 @@ def test_equal_weights_have_no_tail_not_an_error():
     x = p.sample(1, seed=0)[0]
     khat = estimators.weight_stats(p, x, p.posterior(x), 1000, 4, seed=0).khat
     assert np.isinf(khat).all()
+
+
+def test_registered_jvi_renyi_and_cubo_cells_carry_their_exact_truths(tmp_path):
+    sweep = bench.Sweep(problems={"lg": {"family": "LinearGaussian"}, "gm": {"family": "GaussianMixture"}},
+                        q=["prior"], estimators=["jackknife", "renyi_bound", "cubo"], K=[10], R=20,
+                        options={"alpha": [0.5, -1.0], "order": [1, 2], "n": [2, 3]})
+    df = bench.run(sweep, out=tmp_path, progress=False)
+    assert len(df) == 2 * (2 + 2 + 2)
+    for _, row in df.iterrows():
+        p, x = sweep.problems[row["problem"]].build()
+        q = p.prior()
+        expected = {"jackknife": lambda: p.log_marginal(x), "renyi_bound": lambda: p.renyi_bound(x, q, row["alpha"]),
+                    "cubo": lambda: p.cubo(x, q, row["n"])}[row["estimator"]]()
+        assert row["truth"] == pytest.approx(expected, rel=1e-12)
+    lg = df[df.problem == "lg"].set_index(["estimator", "alpha"])
+    # L_{-1} = (1/2) log E_q[w^2] = CUBO_2: the same exact value through two formulas
+    assert lg.loc[("renyi_bound", -1.0), "truth"] == pytest.approx(df[(df.problem == "lg") & (df.n == 2)].truth.iloc[0])
