@@ -163,6 +163,29 @@ def test_khat_against_the_exact_pareto_tail(c):
     assert 0.7 < khat.std(ddof=1) / ((1 + k) / np.sqrt(M)) < 1.5
 
 
+def test_exact_pareto_k_of_linear_gaussian():
+    """p.pareto_k: 1 - c for q = N(mu, c Sigma), c < 1; it is the moment
+    boundary: E_q[w^s] finite just below s = 1/k and infinite just above
+    (log_weight_moment, checked against quadrature in test_bounds); -2/d for a
+    q wider in every direction; 0 for a pure shift (log-normal weights)."""
+    for c in (0.3, 0.5, 0.7):
+        p, x, q = _exact_pareto_pair(c)
+        k = p.pareto_k(x, q)
+        assert abs(k - (1 - c)) < 1e-12
+        assert math.isfinite(p.log_weight_moment(x, q, 0.999 / k))
+        assert p.log_weight_moment(x, q, 1.001 / k) == math.inf
+    p, x, q = _exact_pareto_pair(2.0)
+    assert p.pareto_k(x, q) == -1.0
+    post = p.posterior(x)
+    assert p.pareto_k(x, MultivariateGaussian(post.mean + 0.5, post.cov)) == 0.0
+    assert math.isnan(p.pareto_k(x, post))
+    # a general q: 1 - the smallest eigenvalue of S Sigma^-1
+    S = np.array([[0.5, 0.1], [0.1, 1.4]]) * np.diag(post.cov).mean()
+    q = MultivariateGaussian(post.mean + 0.2, S)
+    lam = np.linalg.eigvals(S @ np.linalg.inv(post.cov)).real.min()
+    assert abs(p.pareto_k(x, q) - (1 - lam)) < 1e-10
+
+
 def test_khat_is_negative_for_bounded_weights():
     """q = N(mu, 2 Sigma) in d = 2: w / w_max is uniform on (0, 1] (shape -1)."""
     p, x, q = _exact_pareto_pair(2.0)
