@@ -10,7 +10,7 @@ the generic path (``execution_path`` says which).  ``estimators`` imports
 
 from .elbo import elbo
 from . import kernels, machine
-from .gradients import gradient, iwae_gradient_reference, model_gradient
+from .gradients import METHODS, OBJECTIVES, gradient, iwae_gradient_reference, model_gradient
 from .marginal import importance_sampling, uniform_mc, uniform_proposal
 from .proposals import (
     Bernoulli,
@@ -34,6 +34,8 @@ from .expectation import EXPECTATION_METHODS, expectation_gradient
 from .jackknife import jackknife
 
 __all__ = [
+    "METHODS",
+    "OBJECTIVES",
     "Gaussian",
     "MultivariateGaussian",
     "Categorical",
