@@ -26,7 +26,23 @@ MissingPixels              ``MissingPixels.digits(latent_rows, on, off)``    lat
                                                                              bits: ELBO/KL enumerable)
 RainforthLinearGaussian    ``RainforthLinearGaussian(seed, dim, noise)``:    seed=0, dim=20, noise=0.01
                            its ``problem`` and its own ``x``
+LinearGaussianStateSpace   ``LinearGaussianStateSpace.random(state_dim,      state_dim=2, obs_dim=2,
+                           obs_dim, T, seed)``: stable, started stationary;  T=50, seed=0
+                           exact log p(x) by the Kalman filter
+HiddenMarkov               ``HiddenMarkov.random(S, obs_dim, T, seed)``:     S=3, obs_dim=2, T=50,
+                           sticky, Gaussian emissions; exact log p(x) by     seed=0
+                           the forward algorithm
 =========================  ================================================  ==========================
+
+For the two state-space families ``obs_dim`` is the emission dimension per
+step: one observation x is the whole series, of length T * obs_dim
+(``problems.state_space``).  Their q presets serve the harness's exact
+columns only -- ``estimators.smc`` and ``estimators.ais`` (the sweep
+estimators "smc" and "ais") ignore q.  The dense presets ("prior",
+"posterior") need T * state_dim <= 2048 (``problems.state_space.MAX_DENSE_DIM``).
+HiddenMarkov's latent is a path of states (latent type "categorical_path"):
+importance sampling, the ELBO and the gradients refuse it; it is a problem
+for SMC.
 
 Families outside the package (a user's model named by an import string, or
 registered by an installed package) are resolved by ``bench``; they follow
@@ -49,6 +65,7 @@ from .linear_gaussian import LinearGaussian
 from .missing_pixels import MissingPixels
 from .mixture_prior import MixturePrior
 from .rainforth import RainforthLinearGaussian
+from .state_space import HiddenMarkov, LinearGaussianStateSpace
 
 __all__ = ["Instance", "Family", "FAMILIES", "random_mixture_prior"]
 
@@ -178,6 +195,9 @@ _RF_PARAMS = {
     "noise": (0.01, lambda n, v: _float(n, v, 0.0, None, low_open=False)),
 }
 
+_LGSS_PARAMS = {"state_dim": (2, _count), "obs_dim": (2, _count), "T": (50, _count), "seed": (0, _seed)}
+_HMM_PARAMS = {"S": (3, _count), "obs_dim": (2, _count), "T": (50, _count), "seed": (0, _seed)}
+
 _MIX_RANDOM = {"J": (2, _count), "seed": (0, _seed), "noise": (1.0, lambda n, v: _float(n, v, 0.0))}
 _MIX_EXPLICIT = ("weights", "locs", "scales", "noise")
 
@@ -275,5 +295,26 @@ FAMILIES = {
         _checker("RainforthLinearGaussian", _RF_PARAMS),
         True,
         parameters=_summary(_RF_PARAMS),
+    ),
+    "LinearGaussianStateSpace": Family(
+        "LinearGaussianStateSpace",
+        LinearGaussianStateSpace.random,
+        {k: d for k, (d, _) in _LGSS_PARAMS.items()},
+        "LinearGaussianStateSpace.random(state_dim, obs_dim, T, seed): z_t = A z_(t-1) + N(0, Q), "
+        "x_t = C z_t + N(0, R), stable and started stationary; x is the series (T * obs_dim); exact log p(x) "
+        "by the Kalman filter, posterior by RTS; for smc (bootstrap, optimal) and ais",
+        _checker("LinearGaussianStateSpace", _LGSS_PARAMS),
+        False,
+        parameters=_summary(_LGSS_PARAMS),
+    ),
+    "HiddenMarkov": Family(
+        "HiddenMarkov",
+        HiddenMarkov.random,
+        {k: d for k, (d, _) in _HMM_PARAMS.items()},
+        "HiddenMarkov.random(S, obs_dim, T, seed): a sticky S-state chain with diagonal Gaussian emissions; "
+        "x is the series (T * obs_dim); exact log p(x) by the forward algorithm; for smc (bootstrap)",
+        _checker("HiddenMarkov", _HMM_PARAMS),
+        False,
+        parameters=_summary(_HMM_PARAMS),
     ),
 }

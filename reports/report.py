@@ -126,6 +126,42 @@ def _figure_specs(res):
     specs.append(("throughput_vs_K", "Throughput vs K",
                   "Samples per second of one timed call per cell (compilation excluded by a warm-up call).",
                   lambda: F.throughput_vs_k(df)))
+    if {"smc", "ais"} & est:
+        specs.extend(_sequential_specs(df))
+    return specs
+
+
+def _sequential_specs(df):
+    """The figures of the particle filter ("smc") and AIS ("ais") rows the table supports."""
+    have, specs = F.sequential_available(df), []
+    if have["smc_variance_vs_n"]:
+        specs.append(("smc_variance_vs_N", "Particle filter: Var(log Ẑ) vs N",
+                      "Var(log Ẑ) against the number of particles N (±1 SE), with a weighted least-squares "
+                      f"fit of log Var on log N over the points with Var ≤ {F.FIT_MAX_VARIANCE:g} (filled); the "
+                      "law for large N is slope −1. The legend gives each slope ± SE and its distance from −1.",
+                      lambda: F.smc_variance_vs_n(df)))
+    if have["smc_variance_vs_t"]:
+        specs.append(("smc_variance_vs_T", "Particle filter: Var(log Ẑ) vs T",
+                      "Var(log Ẑ) against the length T of the series at fixed N, averaged over the observed "
+                      "series drawn per T (SE: their spread / √M); the law for a stable model is slope 1.",
+                      lambda: F.smc_variance_vs_t(df)))
+    if have["smc_bias_vs_variance"]:
+        specs.append(("smc_bias_vs_variance", "Bias of log Ẑ vs −Var/2",
+                      "Ẑ is unbiased for p(x), so log Ẑ is biased low by about Var(log Ẑ)/2 when it is close "
+                      "to normal: the points (particle filter, forward AIS) should lie on y = x; right, the "
+                      "residual in SEs.",
+                      lambda: F.smc_bias_vs_variance(df)))
+    if have["smc_proposals"]:
+        specs.append(("smc_bootstrap_vs_optimal", "Particle filter: bootstrap vs optimal proposal",
+                      "Var(log Ẑ) of the bootstrap filter (solid) and of the locally optimal proposal "
+                      "(dashed), and their ratio with its SE (above 1: the optimal proposal wins).",
+                      lambda: F.smc_proposals(df)))
+    if have["ais_sandwich"]:
+        specs.append(("ais_bdmc_sandwich", "AIS: the BDMC sandwich vs steps",
+                      "Forward AIS (a stochastic lower bound on log p(x)) and reverse AIS from exact posterior "
+                      "draws (an upper bound) against the number of temperatures, with the exact log p(x); "
+                      "below, the gap between them, which closes as the steps grow.",
+                      lambda: F.ais_sandwich(df)))
     return specs
 
 
