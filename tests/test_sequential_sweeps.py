@@ -92,6 +92,11 @@ def test_smc_and_ais_are_builtin_log_marginal_estimators():
     ais_params = inspect.signature(get_estimator("ais").fn).parameters
     assert list(ais_params)[:6] == ["p", "x", "q", "K", "R", "seed"]
     assert {k: v.default for k, v in list(ais_params.items())[6:]} == F.AIS_DEFAULTS
+    # the suite's checks use the same defaults and the same large-N regime as the figures
+    from bench import bench_sequential
+
+    assert bench_sequential.SMC_DEFAULTS == F.SMC_DEFAULTS
+    assert bench_sequential.LARGE_N_VARIANCE == F.FIT_MAX_VARIANCE
     # the reverse bound's honest target: documented as biased high
     assert "upper" in get_estimator("ais").fn.__doc__ and "positive by design" in get_estimator("ais").fn.__doc__
 
