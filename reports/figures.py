@@ -34,6 +34,7 @@ import matplotlib
 matplotlib.use("Agg")  # never a GUI backend; figures are only saved
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 
 __all__ = [
@@ -299,9 +300,25 @@ def jensen_gap_vs_kl(jt, fit=None, tolerance_se=4.0):
     return fig
 
 
+def gradient_rows(df):
+    """The rows of every gradient estimator: the built-in "gradient" rows as
+    they are, and any other estimator of target elbo_grad / iwae_grad (a
+    user's: method = "<name> (yours)") as a method of its objective."""
+    targets = row_targets(df)
+    other = (df["estimator"] != "gradient") & np.isin(targets, ["elbo_grad", "iwae_grad"])
+    if not other.any():
+        return df[df["estimator"] == "gradient"]
+    extra = df[other].copy()
+    user = _is_user(extra)
+    extra["method"] = [f"{e} (yours)" if u else e for e, u in zip(extra["estimator"], user)]
+    extra["objective"] = np.where(targets[other.to_numpy()] == "iwae_grad", "iwae", "elbo")
+    extra["estimator"] = "gradient"
+    return pd.concat([df[df["estimator"] == "gradient"], extra], ignore_index=True)
+
+
 def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
     _require(df, ["problem", "q", "K", "method", "objective", value], title)
-    sub = _rows(df, "gradient", title)
+    sub = _rows(gradient_rows(df), "gradient", title)
     if q is None:
         q = sub["q"].iloc[0]
     sub = sub[sub["q"] == q]
@@ -317,6 +334,7 @@ def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
             for method, g in g0.groupby("method", sort=False):
                 g = g.sort_values("K")
                 color, marker = _METHOD_STYLE.get(method, ("0.3", "x"))
+                yours = method.endswith("(yours)")
                 K = g["K"].to_numpy(float)
                 y = g[value].to_numpy(float)
                 keep = np.isfinite(y) & (y > 0)
@@ -324,7 +342,8 @@ def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
                     continue
                 yerr = _lower_err(y[keep], g[err].to_numpy(float)[keep]) if err else None
                 eb = ax.errorbar(K[keep], y[keep], yerr=yerr, color=color, marker=marker, ms=4, lw=1.3,
-                                 capsize=2, label=method)
+                                 capsize=2, label=method, ls="--" if yours else "-",
+                                 mfc="white" if yours else color)
                 eb.lines[0].set_gid(f"{value}:{method}")
             if floor and len(g0):
                 R = g0["R"].to_numpy(float)
@@ -360,16 +379,20 @@ def gradient_snr_vs_k(df, q=None):
                             "Gradient estimators: signal-to-noise ratio vs K", floor=True)
 
 
-def throughput_vs_k(df):
+def throughput_vs_k(df, max_panels=6):
     r"""Samples per second (K R / seconds of one timed call) vs K, log-log;
     one panel per problem, one line per estimator -- importance sampling and
     the ELBO in black/grey, gradients coloured by method, solid for the elbo
     objective and dashed for iwae -- each the median over the q's of
-    (estimator, K)."""
+    (estimator, K).  At most ``max_panels`` problems, those with the most
+    cells first; the title says how many were left out (their rows are in the
+    table)."""
     _require(df, ["problem", "estimator", "method", "objective", "K", "samples_per_s"], "throughput_vs_k")
     if df.empty:
         raise ValueError("df: no rows to draw throughput_vs_k")
-    problems = list(dict.fromkeys(df["problem"]))
+    counts = df.groupby("problem", sort=False).size().sort_values(ascending=False, kind="stable")
+    problems = list(counts.index[:max_panels])
+    left_out = len(counts) - len(problems)
     fig, axes = _panels(len(problems), width=5.8)
     for ax, problem in zip(axes[0], problems):
         pdf = df[df["problem"] == problem]
@@ -394,7 +417,8 @@ def throughput_vs_k(df):
         ax.set_title(f"{problem} ({pdf['family'].iloc[0]})" if "family" in pdf else problem)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6, ncol=1 if n_lines < 8 else 2, loc="lower right")
-    fig.suptitle("Throughput vs K: K·R samples per second of one timed call per cell (compilation excluded)")
+    more = f"\n({left_out} more problems in the table)" if left_out else ""
+    fig.suptitle("Throughput vs K: K·R samples per second of one timed call per cell (compilation excluded)" + more)
     return fig
 
 

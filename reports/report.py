@@ -105,8 +105,9 @@ def _figure_specs(res):
                       "log p(x) − E[ELBO estimate], pooled over K, against the exact KL(q‖p(z|x)) "
                       "(computed without the ELBO or log p(x)); below, residuals in standard errors.",
                       lambda: F.jensen_gap_vs_kl(res["jensen"], res.get("jensen_fit"))))
-    if "gradient" in est:
-        for q in dict.fromkeys(df.loc[df["estimator"] == "gradient", "q"]):
+    grad = F.gradient_rows(df)
+    if len(grad):
+        for q in dict.fromkeys(grad["q"]):
             stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in q)
             specs.append((f"gradient_variance_vs_K_{stem}", f"Gradient variance vs K (q = {q})",
                           "Total variance tr Cov(ĝ) of each gradient estimator (rows: objective).",
@@ -300,7 +301,7 @@ def _tables(res):
             "K·variance": sel["variance"] * sel["K"],
         })
         out.append(("ELBO estimate", "Unbiased for the exact ELBO at every K; K·variance = Var_q[log w].", t))
-    gr = df[df["estimator"] == "gradient"]
+    gr = F.gradient_rows(df)
     if len(gr):
         kmax = gr.groupby(["problem", "q", "objective"])["K"].transform("max")
         sel = gr[gr["K"] == kmax]

@@ -172,13 +172,7 @@ print(json.dumps([float(np.mean(est)), float(np.var(est, ddof=1))]))
     assert row["mean"] == mean and row["variance"] == var, (row["mean"], mean, row["variance"], var)
 
 
-_GRADIENT_FIGURE_GAP = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="reports: a user's gradient estimator (target elbo_grad) is drawn in no figure -- the gradient "
-    "figures select estimator == 'gradient', estimators_vs_k draws value targets only")
-
-
-@pytest.mark.parametrize("name", ["defensive_is", pytest.param("score_cv", marks=_GRADIENT_FIGURE_GAP)])
+@pytest.mark.parametrize("name", ["defensive_is", "score_cv"])
 def test_report_draws_the_example_estimators(swept, name):
     """Every figure the data support, drawn from the sweep's table: each of the
     example's estimators appears in a legend, marked as the user's."""
