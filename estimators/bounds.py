@@ -39,44 +39,14 @@ import math
 
 import numpy as np
 
+from problems._bounds import check_alpha, check_cubo_n
+
 from ._generic import unit_log_weights
 from ._kernels.diagnostics import power as power_kernel
 from ._kernels.driver import CHUNK
 from .weights import _block, check_call
 
 __all__ = ["renyi_bound", "cubo", "log_power_sums", "check_alpha", "check_cubo_n"]
-
-
-def _real(name, value):
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: must be a real number, got {value!r}")
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a real number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise ValueError(f"{name}: must be finite, got {value!r}")
-    return out
-
-
-def check_alpha(alpha):
-    """alpha as a float; alpha = 1 (the ELBO's limit, where 1/(1 - alpha) is
-    undefined) is a ValueError that says to use ``elbo``."""
-    alpha = _real("alpha", alpha)
-    if alpha == 1.0:
-        raise ValueError(
-            "alpha: alpha = 1 divides by 1 - alpha = 0; the bound's limit there is the ELBO: use estimators.elbo "
-            "(or p.elbo for the exact value)"
-        )
-    return alpha
-
-
-def check_cubo_n(n):
-    """n as a float >= 1 (CUBO_n is an upper bound on log p(x) for n >= 1)."""
-    n = _real("n", n)
-    if n < 1.0:
-        raise ValueError(f"n: CUBO_n = (1/n) log E_q[w^n] needs n >= 1 (an upper bound on log p(x)), got {n}")
-    return n
 
 
 def _power_sums(p, x, q, K, R, s, seed):

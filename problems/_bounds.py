@@ -38,15 +38,19 @@ def _real(name, value):
 
 
 def check_alpha(alpha):
+    """alpha as a float; alpha = 1 (the ELBO's limit, where 1/(1 - alpha) is
+    undefined) is a ValueError that says to use the ELBO."""
     alpha = _real("alpha", alpha)
     if alpha == 1.0:
         raise ValueError(
-            "alpha: alpha = 1 divides by 1 - alpha = 0; the bound's limit there is the ELBO: use p.elbo"
+            "alpha: alpha = 1 divides by 1 - alpha = 0; the bound's limit there is the ELBO: use p.elbo for the exact value, "
+            "or use estimators.elbo for an estimate"
         )
     return alpha
 
 
 def check_cubo_n(n):
+    """n as a float >= 1 (CUBO_n is an upper bound on log p(x) for n >= 1)."""
     n = _real("n", n)
     if n < 1.0:
         raise ValueError(f"n: CUBO_n = (1/n) log E_q[w^n] needs n >= 1 (an upper bound on log p(x)), got {n}")
