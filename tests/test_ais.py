@@ -168,7 +168,13 @@ def test_reproducible_and_independent_of_r_and_batching(lg, monkeypatch):
 
 def test_bad_input_names_the_argument(lg):
     p, x, _ = lg
-    base = LinearGaussian(p.W, p.b, p.psi)
+    class NoGradient:
+        """A user model with no grad_log_joint (LinearGaussian itself now has one)."""
+
+        obs_dim, latent_dim, latent_type = p.obs_dim, p.latent_dim, "continuous"
+        log_joint, log_marginal, prior = p.log_joint, p.log_marginal, p.prior
+
+    base = NoGradient()
     cases = [
         (lambda: estimators.ais(p, x, 0, 2, 3), "^K:"),
         (lambda: estimators.ais(p, x, 2, 0, 3), "^R:"),
