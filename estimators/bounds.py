@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from problems._bounds import check_alpha, check_cubo_n
+from problems._bounds import _real, check_alpha, check_cubo_n
 
 from ._generic import unit_log_weights
 from ._kernels.diagnostics import power as power_kernel
