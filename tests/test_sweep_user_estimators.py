@@ -215,3 +215,16 @@ def test_ctrl_c_says_what_is_saved_and_a_rerun_resumes(user_module, tmp_path):
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"resuming: {saved} of 20 cells are already stored in {out}; computing the other {20 - saved}" in again.stderr
+
+
+def test_worker_processes_import_a_user_estimator_by_its_path(user_module, tmp_path):
+    """workers=2 (spawned processes): each imports the estimator from its module; the rows equal the
+    sequential run's."""
+    _, mod = user_module
+    sweep = bench.Sweep(problems=PROBLEMS, q=["prior"], estimators=[mod.plain_is, "importance_sampling"],
+                        K=[10, 100], R=20)
+    assert {c.estimator_ref for c in sweep.cells() if c.estimator == "plain_is"} == {"user_estimators:plain_is"}
+    seq = bench.run(sweep, out=tmp_path / "seq", progress=False)
+    par = bench.run(sweep, out=tmp_path / "par", workers=2, progress=False)
+    cols = ["cell_id", "mean", "variance", "bias"]
+    pd.testing.assert_frame_equal(seq[cols].reset_index(drop=True), par[cols].reset_index(drop=True))
