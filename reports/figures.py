@@ -469,6 +469,8 @@ def estimators_vs_k(df, target="log_marginal", max_panels=6):
     names = list(dict.fromkeys(sub.sort_values("_user", kind="stable")["estimator"]))
     style = {n: (OKABE_ITO[i % len(OKABE_ITO)], _MARKERS[i % len(_MARKERS)]) for i, n in enumerate(names)}
     pairs = sub.groupby(["problem", "q"], sort=False)["estimator"].nunique().sort_values(ascending=False, kind="stable")
+    if (pairs >= 2).any():  # a comparison needs two estimators in a panel; pairs with one are in the tables
+        pairs = pairs[pairs >= 2]
     shown = list(pairs.index[:max_panels])
     fig, axes = _panels(len(shown), nrows=2, height=3.4, width=max(5.2, 9.0 / len(shown)))
     for col, (problem, q) in enumerate(shown):
