@@ -22,6 +22,14 @@ from .rng import seed_state
 
 
 @njit
+def user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, lw, n):
+    """lw[:n] <- f(x, z_k) - log q(z_k) for n fresh affine draws z_k (base draws kept in ub)."""
+    draw_affine(state, ub, z, n, loc, T, diagonal, normal_base)
+    for k in range(n):
+        lw[k] = f(x, z[k]) - affine_log_q(ub[k], log_q_const, normal_base)
+
+
+@njit
 def _user_unit(f, x, loc, T, diagonal, normal_base, log_q_const, key, K, n_chunks, u, parts):
     r = u // n_chunks
     c = u - r * n_chunks
@@ -37,9 +45,7 @@ def _user_unit(f, x, loc, T, diagonal, normal_base, log_q_const, key, K, n_chunk
     stop = min(K, start + CHUNK)
     for i in range(start, stop, BLOCK):
         n = min(BLOCK, stop - i)
-        draw_affine(state, ub, z, n, loc, T, diagonal, normal_base)
-        for k in range(n):
-            lw[k] = f(x, z[k]) - affine_log_q(ub[k], log_q_const, normal_base)
+        user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, lw, n)
         fold_block(acc, lw, n)
     for j in range(NSTATS):
         parts[u, j] = acc[j]

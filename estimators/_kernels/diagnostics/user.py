@@ -12,17 +12,10 @@ import numpy as np
 from numba import njit, prange
 
 from ..driver import BLOCK, CHUNK, combine_replicates, use_serial
-from ..linear_gaussian import affine_log_q, draw_affine
 from ..reduce import NSTATS, fold_block, init_acc
 from ..rng import seed_state
+from ..user_driver import user_block
 from .tail import final_tops, merge_wave, next_wave, offer_block, scheduled_unit, select_top, top_state, wave_layout
-
-
-@njit
-def _user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, lw, n):
-    draw_affine(state, ub, z, n, loc, T, diagonal, normal_base)
-    for k in range(n):
-        lw[k] = f(x, z[k]) - affine_log_q(ub[k], log_q_const, normal_base)
 
 
 @njit
@@ -43,7 +36,7 @@ def _user_unit_top(f, x, loc, T, diagonal, normal_base, log_q_const, key, K, n_c
     stop = min(K, start + CHUNK)
     for i in range(start, stop, BLOCK):
         n = min(BLOCK, stop - i)
-        _user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, lw, n)
+        user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, lw, n)
         fold_block(acc, lw, n)
         count, t, primed = offer_block(buf, count, t, primed, keep, lw, n)
     if count > keep:
@@ -112,7 +105,7 @@ def _user_chunk_log_weights(f, x, loc, T, diagonal, normal_base, log_q_const, ke
     stop = min(K, start + CHUNK)
     for i in range(start, stop, BLOCK):
         n = min(BLOCK, stop - i)
-        _user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, lw, n)
+        user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, lw, n)
         for k in range(n):
             out[i + k] = lw[k]
 
