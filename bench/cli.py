@@ -16,6 +16,7 @@ this project's kernels and in NumPy, JAX and PyTorch (see ``bench.peers``).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from collections import Counter
@@ -56,6 +57,9 @@ def build_parser():
     pe.add_argument("--repeats", type=int, default=5, help="timed calls per cell (median reported)")
     pe.add_argument("--out", default=None, help="also write the table as CSV here")
     pe.add_argument("--no-limits", action="store_true", help="skip measuring the machine's limits")
+    pe.add_argument("--sections", nargs="+", default=None,
+                    help="which comparisons to run: main (the table above) and the names in bench.peers.SECTIONS "
+                         "(default: all)")
     pe.add_argument(
         "--no-scaling", action="store_true", help="skip throughput vs K to 1e8, peak memory and the thread speed-up"
     )
@@ -174,17 +178,43 @@ def _cmd_peers(args):
     if args.repeats < 1:
         raise ValueError(f"repeats: must be >= 1, got {args.repeats}")
     names = tuple(args.peers) if args.peers else peers.PEER_NAMES
-    with Progress(total=3 * len(Ks) * (1 + len(names)), label="peers") as bar:
-        df, notes = peers.run_peers(Ks=Ks, peers=names, repeats=args.repeats, progress=lambda done, total: bar.update())
-    limits = None if args.no_limits else peers.machine_limits()
-    print(peers.format_table(df, notes, limits))
-    if not args.no_scaling:
+    known = ("main",) + tuple(peers.SECTIONS)
+    sections = tuple(args.sections) if args.sections else known
+    for name in sections:
+        if name not in known:
+            raise ValueError(f"sections: unknown section {name!r}; known: {', '.join(known)}")
+    df = None
+    if "main" in sections:
+        with Progress(total=3 * len(Ks) * (1 + len(names)), label="peers") as bar:
+            df, notes = peers.run_peers(Ks=Ks, peers=names, repeats=args.repeats,
+                                        progress=lambda done, total: bar.update())
+        limits = None if args.no_limits else peers.machine_limits()
+        print(peers.format_table(df, notes, limits))
+    for name in sections:
+        if name == "main":
+            continue
+        module = importlib.import_module(peers.SECTIONS[name])
+        bars = []
+
+        def section_progress(done, total, bars=bars, name=name):
+            if not bars:
+                bars.append(Progress(total=total, label=f"peers: {name}"))
+            bars[0].done = done - 1
+            bars[0].update()
+
+        try:
+            _, text = module.run_section(repeats=args.repeats, progress=section_progress)
+        finally:
+            for bar in bars:
+                bar.close()
+        print(f"\n{module.TITLE}\n{text}")
+    if "main" in sections and not args.no_scaling:
         from . import scaling
 
         rows, slopes, scaling_notes = scaling.throughput_vs_K()
         memory = [scaling.peak_memory("is_lg"), scaling.peak_memory("is_gm")]
         print(scaling.format_scaling(rows, slopes, scaling_notes, memory, scaling.thread_speedup()))
-    if args.out:
+    if args.out and df is not None:
         df.to_csv(args.out, index=False)
         print(f"table: {args.out}")
     return 0

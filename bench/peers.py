@@ -44,6 +44,15 @@ SAMPLES_PER_CALL = 1 << 17
 DEFAULT_KS = (10**2, 10**3, 10**4, 10**5, 10**6)
 PEER_NAMES = ("numpy", "jax", "torch")
 
+#: Further comparisons that ``python -m bench peers`` prints after the main
+#: table, by name -> module.  Each module defines ``TITLE`` (one line) and
+#: ``run_section(repeats=5, progress=None) -> (DataFrame, text)``: it picks its
+#: own sizes, checks every implementation against the exact answer before
+#: timing it, and returns its rows (columns work, implementation, size,
+#: samples_per_s, ratio, algorithm, agreement_z at least) and the text to print.
+#: ``--sections NAME ...`` runs only those (``main`` is the table above).
+SECTIONS = {}
+
 
 # --------------------------------------------------------------------------- problems
 
