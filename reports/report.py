@@ -41,6 +41,11 @@ from . import figures as F
 __all__ = ["build_report", "render_documents", "load_results", "BENCHMARK_JSON"]
 
 BENCHMARK_JSON = "pytest-benchmark.json"
+
+#: Further figure providers, each ``f(res) -> [(stem, title, caption, thunk), ...]``
+#: (``res`` as ``load_results`` returns it): a module of figures joins the
+#: report with one line here.  A provider returns [] when its rows are absent.
+FIGURE_SECTIONS = []
 _DPI = 130
 
 
@@ -130,6 +135,8 @@ def _figure_specs(res):
                   lambda: F.throughput_vs_k(df)))
     if {"smc", "ais"} & est:
         specs.extend(_sequential_specs(df))
+    for provider in FIGURE_SECTIONS:
+        specs.extend(provider(res))
     return specs
 
 
