@@ -1,18 +1,25 @@
 r"""ELBO gradient estimators for binary latents under a ``Bernoulli`` q (logits theta).
 
-Rows of ``estimators.gradients.METHODS`` served by this vectorised NumPy
-implementation (not compiled).  With :math:`\pi = \sigma(\theta)`,
+Rows of ``estimators.gradients.METHODS``.  On ``SigmoidBeliefNet`` and
+``MissingPixels`` they run compiled (``estimators._kernels.discrete``: parallel
+over (replicate, chunk) units, memory flat in K, bit-identical for any
+NUMBA_NUM_THREADS); on any other binary problem (a user's, with ``log_joint``
+and, for the relaxations, ``grad_log_joint_relaxed``) they run on the
+vectorised NumPy implementation below, which ``numpy_gradient`` also exposes
+for either (it is the peer of ``python -m bench peers --sections discrete``).  With :math:`\pi = \sigma(\theta)`,
 :math:`f_\theta(b) = \log p(x, b) - \log q_\theta(b)` and the ELBO
 :math:`\mathcal L = \mathbb E_q[f_\theta(b)]`.  Since
 :math:`\mathbb E_q[\partial_\theta f_\theta(b)|_b] = -\mathbb E_q[s] = 0`, an
 unbiased gradient of :math:`\mathbb E_q[f(b)]` for f held at the current
 theta is unbiased for the ELBO gradient.
 
-Draws: replicate r's K samples are cut into units (r, c) of at most CHUNK,
+Draws (NumPy path): replicate r's K samples are cut into units (r, c) of at most CHUNK,
 each with ``Generator(PCG64(SeedSequence(key, spawn_key=(r, c))))`` -- the
 generator the generic path hands ``Bernoulli.sample`` -- and one uniform
 matrix u (n, m) per unit; :math:`b = 1[u < \pi]` is then exactly the draw of
-"score" at the same seed.  Memory is flat in K.
+"score" at the same seed.  Memory is flat in K.  The compiled path draws the
+same layout from the suite's counter-seeded xoshiro streams instead (so its
+numbers differ from the NumPy path's, its distribution does not).
 
 ================  ==================================================================  =========
 method            per-sample term (averaged over the K samples)                       bias
@@ -40,16 +47,20 @@ SigmoidBeliefNet and MissingPixels define both.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import expit, log_expit, logit
 
+from problems import MissingPixels, SigmoidBeliefNet
 from problems.distributions import Bernoulli
 
 from ._generic import log_weights_unit
+from ._validation import plain
+from ._kernels.discrete import bernoulli as kernel
 from ._kernels.driver import CHUNK
+from .weights import check_call
 from .expectation import arm_terms, disarm_terms, unit_generator, units
 
 __all__ = ["check_temperature", "arm_elbo", "disarm_elbo", "gumbel_softmax_elbo", "straight_through_elbo",
-           "rebar_elbo"]
+           "rebar_elbo", "numpy_gradient", "compiled_model"]
 
 
 def check_temperature(name, value):
@@ -57,9 +68,9 @@ def check_temperature(name, value):
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a number, got {value!r}") from None
+        raise ValueError(f"{name}: must be a number, got {plain(value)}") from None
     if not np.isfinite(v) or (name == "temperature" and v <= 0):
-        raise ValueError(f"{name}: must be {'> 0' if name == 'temperature' else 'finite'}, got {value!r}")
+        raise ValueError(f"{name}: must be {'> 0' if name == 'temperature' else 'finite'}, got {plain(value)}")
     return v
 
 
@@ -102,6 +113,58 @@ def _entropy_grad(q):
     return np.where(v > 0, -q.params * np.where(v > 0, v, 1.0), 0.0)
 
 
+def _same_model(p, cls, members):
+    """p is a cls whose model members are cls's own (a subclass redefining one is another model)."""
+    return isinstance(p, cls) and all(getattr(type(p), n) is getattr(cls, n) for n in members)
+
+
+def compiled_model(p, x, q):
+    r"""The compiled kernel's model arguments (``_kernels.discrete.bernoulli.SBNModel`` /
+    ``MPModel``) for a Bernoulli q on a ``SigmoidBeliefNet`` or ``MissingPixels`` p
+    at a validated x, or None (the NumPy path then serves the call).  A subclass
+    that redefines ``log_joint`` or the relaxed log-joint is another model: None."""
+    if type(q) is not Bernoulli:
+        return None
+    members = ("log_joint", "log_joint_relaxed", "grad_log_joint_relaxed")
+    if _same_model(p, SigmoidBeliefNet, members):
+        c = np.ascontiguousarray(p.c, dtype=np.float64)
+        return kernel.SBNModel(np.ascontiguousarray(p.W.T, dtype=np.float64), np.ascontiguousarray(p.b, dtype=np.float64),
+                               c, np.ascontiguousarray(x, dtype=np.float64), float(np.sum(log_expit(-c))))
+    if _same_model(p, MissingPixels, members + ("observed_log_likelihoods",)):
+        lat_on, lat_off = p.latent_log_templates
+        base = p.observed_log_likelihoods(x) + lat_off.sum(axis=1)
+        return kernel.MPModel(np.ascontiguousarray(base, dtype=np.float64),
+                              np.ascontiguousarray((lat_on - lat_off).T, dtype=np.float64))
+    return None
+
+
+def _kernel_q(q):
+    theta = np.ascontiguousarray(q.params, dtype=np.float64)
+    pi = np.ascontiguousarray(q.probs, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        parts = (theta, pi, expit(-theta), log_expit(theta), log_expit(-theta), pi * expit(-theta), expit(np.abs(theta)))
+    return kernel.BernoulliQ(*(np.ascontiguousarray(a, dtype=np.float64) for a in parts))
+
+
+_NUMPY = {}
+
+
+def numpy_gradient(p, x, q, K, R, method, seed=0, **options):
+    """(R, m) estimates of ``method`` ("arm", "disarm", "rebar", "gumbel_softmax",
+    "straight_through") on the vectorised NumPy path whatever p is: the same
+    estimator as ``estimators.gradient(p, x, q, K, R, method, seed=seed, **options)``
+    (which runs compiled on SigmoidBeliefNet / MissingPixels), other draws.  The
+    peer the compiled kernels are checked and timed against."""
+    if method not in _NUMPY:
+        raise ValueError(f"method: expected one of {sorted(_NUMPY)}, got {method!r}")
+    x, K, R, key = check_call(p, x, K, R, seed)
+    fn, defaults = _NUMPY[method]
+    for name in options:
+        if name not in defaults:
+            raise ValueError(f'{name}: not an option of method "{method}"')
+    return np.ascontiguousarray(fn(p, x, q, K, R, key, **{**defaults, **options}, numpy=True))
+
+
 def _loop(K, R, m, key, per_unit, draws=1):
     """(R, m) averages over each replicate's K samples of ``per_unit(*uniforms)``
     (row-wise terms).  Unit (r, c) draws ``draws`` uniform (n, m) matrices, in
@@ -136,18 +199,21 @@ def _loop(K, R, m, key, per_unit, draws=1):
     return out / K
 
 
-def arm_elbo(p, x, q, K, R, key):
+def arm_elbo(p, x, q, K, R, key, *, numpy=False):
     r"""ARM, augment-REINFORCE-merge (Yin & Zhou 2019): per sample, u ~ U(0,1)^m,
 
     .. math:: \hat g = \big(f(1[u > \sigma(-\theta)]) - f(1[u < \sigma(\theta)])\big)\,(u - \tfrac12).
 
     Unbiased; two evaluations of f per sample."""
     _check(p, q, "arm")
+    model = None if numpy else compiled_model(p, x, q)
+    if model is not None:
+        return kernel.means(model, _kernel_q(q), "arm", 1.0, 0.0, key, K, R)
     f, theta = _f(p, x, q), q.params
     return _loop(K, R, q.dim, key, lambda u: arm_terms(f, theta, u))
 
 
-def disarm_elbo(p, x, q, K, R, key):
+def disarm_elbo(p, x, q, K, R, key, *, numpy=False):
     r"""DisARM (Dong, Mnih & Tucker 2020), ARM with the augmentation integrated out:
     :math:`b = 1[u < \sigma(\theta)]`, :math:`\tilde b = 1[1 - u < \sigma(\theta)]` (antithetic),
 
@@ -156,11 +222,14 @@ def disarm_elbo(p, x, q, K, R, key):
 
     Unbiased; never more variance than ARM per pair."""
     _check(p, q, "disarm")
+    model = None if numpy else compiled_model(p, x, q)
+    if model is not None:
+        return kernel.means(model, _kernel_q(q), "disarm", 1.0, 0.0, key, K, R)
     f, theta = _f(p, x, q), q.params
     return _loop(K, R, q.dim, key, lambda u: disarm_terms(f, theta, u))
 
 
-def gumbel_softmax_elbo(p, x, q, K, R, key, temperature):
+def gumbel_softmax_elbo(p, x, q, K, R, key, temperature, *, numpy=False):
     r"""Binary Concrete / Gumbel-softmax (Maddison et al. 2017; Jang et al. 2017):
     :math:`\zeta = \sigma((\theta + L)/\tau)` with logistic noise
     :math:`L = -\mathrm{logit}(u)`, term :math:`\nabla_z \log p(x, \zeta) \odot
@@ -168,6 +237,9 @@ def gumbel_softmax_elbo(p, x, q, K, R, key, temperature):
     vanishes as :math:`\tau \to 0` (where the variance grows)."""
     _check(p, q, "gumbel_softmax", relaxed=True)
     tau, theta = check_temperature("temperature", temperature), q.params
+    model = None if numpy else compiled_model(p, x, q)
+    if model is not None:
+        return kernel.means(model, _kernel_q(q), "gumbel_softmax", tau, 0.0, key, K, R) + _entropy_grad(q)
 
     def terms(u):
         with np.errstate(divide="ignore", over="ignore"):
@@ -177,19 +249,22 @@ def gumbel_softmax_elbo(p, x, q, K, R, key, temperature):
     return _loop(K, R, q.dim, key, terms) + _entropy_grad(q)
 
 
-def straight_through_elbo(p, x, q, K, R, key):
+def straight_through_elbo(p, x, q, K, R, key, *, numpy=False):
     r"""Straight-through (Bengio et al. 2013): the hard sample :math:`b = 1[u < \pi]`
     forward, :math:`\partial b/\partial\theta := \pi(1-\pi)` backward:
     term :math:`\nabla_z \log p(x, b) \odot \pi (1-\pi)`, plus the exact entropy
     gradient.  Biased (its expectation is an enumerable sum over b)."""
     _check(p, q, "straight_through", relaxed=True)
+    model = None if numpy else compiled_model(p, x, q)
+    if model is not None:
+        return kernel.means(model, _kernel_q(q), "straight_through", 1.0, 0.0, key, K, R) + _entropy_grad(q)
     pi = q.probs
     return _loop(K, R, q.dim, key, lambda u: _relaxed_grad(p, x, (u < pi).astype(np.float64)) * (pi * (1 - pi))) + (
         _entropy_grad(q)
     )
 
 
-def rebar_elbo(p, x, q, K, R, key, temperature, eta):
+def rebar_elbo(p, x, q, K, R, key, temperature, eta, *, numpy=False):
     r"""REBAR (Tucker et al. 2017), with :math:`z = \theta + L`, :math:`L = -\mathrm{logit}(u)`,
     :math:`b = H(z) = 1[u < \pi]`, the conditional sample :math:`\tilde z = \theta +
     \mathrm{logit}(u')` with :math:`u' = 1 - \pi + v\pi` (b = 1) or :math:`u' = v(1-\pi)`
@@ -205,6 +280,9 @@ def rebar_elbo(p, x, q, K, R, key, temperature, eta):
     _check(p, q, "rebar", relaxed=True, value=True)
     tau = check_temperature("temperature", temperature)
     eta = check_temperature("eta", eta)
+    model = None if numpy else compiled_model(p, x, q)
+    if model is not None:
+        return kernel.means(model, _kernel_q(q), "rebar", tau, eta, key, K, R)
     theta, pi = q.params, q.probs
     f = _f(p, x, q)
     m = q.dim
@@ -232,3 +310,12 @@ def rebar_elbo(p, x, q, K, R, key, temperature, eta):
 
     # u first, so b = 1[u < pi] is the draw of the other methods; then v
     return _loop(K, R, m, key, terms, draws=2)
+
+
+_NUMPY.update({
+    "arm": (arm_elbo, {}),
+    "disarm": (disarm_elbo, {}),
+    "rebar": (rebar_elbo, {"temperature": 0.5, "eta": 1.0}),
+    "gumbel_softmax": (gumbel_softmax_elbo, {"temperature": 0.5}),
+    "straight_through": (straight_through_elbo, {}),
+})

@@ -1,0 +1,399 @@
+r"""Compiled ARM, DisARM, REBAR, Gumbel-softmax and straight-through ELBO
+gradients for a ``Bernoulli`` q (logits :math:`\theta`, :math:`\pi = \sigma(\theta)`)
+on ``SigmoidBeliefNet`` and ``MissingPixels``.
+
+The equations are those of ``estimators.discrete_gradients`` (whose NumPy
+implementation serves every other binary problem and is the peer these kernels
+are timed against); per sample, with :math:`f(b) = \log p(x, b) - \log q(b)`:
+
+================  ====================================================================
+method            term added to the unit's m-vector sum
+================  ====================================================================
+ARM               :math:`(f(1[u > \sigma(-\theta)]) - f(1[u < \pi]))\,(u - \tfrac12)`
+DisARM            :math:`\tfrac12 (f(b) - f(\tilde b))(-1)^{\tilde b_i} 1[b_i \ne \tilde b_i]
+                  \sigma(|\theta_i|)`, :math:`b = 1[u < \pi]`, :math:`\tilde b = 1[1 - u < \pi]`
+REBAR             :math:`[f(b) - \eta \tilde f(\tilde z)](b - \pi) + \eta\,\partial_\theta \tilde f(z)
+                  - \eta\,\partial_\theta \tilde f(\tilde z)` (``discrete_gradients.rebar_elbo``)
+Gumbel-softmax    :math:`\nabla_z \log p(x, \zeta) \odot \zeta(1-\zeta)/\tau`,
+                  :math:`\zeta = \sigma((\theta - \mathrm{logit}\,u)/\tau)`
+straight-through  :math:`\nabla_z \log p(x, b) \odot \pi(1 - \pi)`, :math:`b = 1[u < \pi]`
+================  ====================================================================
+
+(the relaxations' exact entropy gradient :math:`-\theta\pi(1-\pi)` is added by
+the caller).  The models, for z in [0, 1]^m (binary or relaxed):
+
+* ``SBNModel``: :math:`\log p(x, z) = z\cdot c + \sum_j \log\sigma(-c_j) + \sum_i
+  [x_i a_i - \mathrm{softplus}(a_i)]`, :math:`a = W z + b`;
+  :math:`\nabla_z = c + W^T (x - \sigma(a))`.
+* ``MPModel``: :math:`\log p(x, z) = \operatorname{logsumexp}_c [\beta_c + z \cdot d_c]`,
+  :math:`\beta_c = a_c + \sum_j \log(1 - t_{cj})`, :math:`d_c = \log t_c - \log(1 - t_c)`;
+  :math:`\nabla_z = \sum_c r_c d_c`, r the softmax of the component terms.
+
+Layout (that of ``estimators._kernels.driver``): the R x K samples are cut
+into units (replicate r, chunk c) of at most ``CHUNK`` samples; unit (r, c)
+draws from ``seed_state(key, r, c)``, m uniforms u per sample (then m more, v,
+for REBAR), sums its terms in sample order into an m-vector, and the units of
+a replicate are added in chunk order -- so the result is bit-identical for any
+NUMBA_NUM_THREADS and memory is O(m) per unit whatever K.  Bit j is on when
+u_j < pi_j, as in ``bernoulli_mixture.draw``: on MissingPixels ARM's ``b^2``,
+DisARM's and straight-through's b are the draws "score" sees with the same seed.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
+
+from ..driver import CHUNK, use_serial
+from ..rng import fill_uniform, seed_state
+
+# The safe subset of fastmath (DESIGN.md): contraction and reassociation of the
+# small dot products; nothing assumed about inf/NaN.
+SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+#: WT = W^T (m, D); bias b (D,); c (m,); x (D,); prior_const = sum_j log sigma(-c_j)
+SBNModel = namedtuple("SBNModel", ["WT", "bias", "c", "x", "prior_const"])
+#: base beta (C,); diffT = d^T (m, C)
+MPModel = namedtuple("MPModel", ["base", "diffT"])
+#: theta, pi = sigma(theta), pi_off = sigma(-theta), log pi, log(1 - pi), pi (1 - pi), sigma(|theta|)
+BernoulliQ = namedtuple("BernoulliQ", ["theta", "pi", "pi_off", "log_on", "log_off", "var", "sig_abs"])
+
+ARM, DISARM, REBAR, GUMBEL_SOFTMAX, STRAIGHT_THROUGH = 0, 1, 2, 3, 4
+CODES = {"arm": ARM, "disarm": DISARM, "rebar": REBAR, "gumbel_softmax": GUMBEL_SOFTMAX,
+         "straight_through": STRAIGHT_THROUGH}
+
+
+@njit(cache=True, inline="always")
+def sigmoid(t):
+    if t >= 0.0:
+        return 1.0 / (1.0 + np.exp(-t))
+    e = np.exp(t)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, inline="always")
+def softplus(a):
+    if a > 0.0:
+        return a + np.log1p(np.exp(-a))
+    return np.log1p(np.exp(a))
+
+
+@njit(cache=True, inline="always")
+def logit(u):
+    return np.log(u) - np.log1p(-u)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_activation(model, z, a):
+    """a <- W z + b; returns z . c (zero columns of a binary z are skipped)."""
+    WT, bias, c = model.WT, model.bias, model.c
+    m, D = WT.shape
+    for i in range(D):
+        a[i] = bias[i]
+    zc = 0.0
+    for j in range(m):
+        zj = z[j]
+        if zj != 0.0:
+            zc += zj * c[j]
+            row = WT[j]
+            for i in range(D):
+                a[i] += zj * row[i]
+    return zc
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_likelihood(model, a):
+    x = model.x
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i] * a[i] - softplus(a[i])
+    return s
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_grad_from(model, a, g):
+    """g <- c + W^T (x - sigma(a)); overwrites a with the residual."""
+    WT, c, x = model.WT, model.c, model.x
+    m, D = WT.shape
+    for i in range(D):
+        a[i] = x[i] - sigmoid(a[i])
+    for j in range(m):
+        row = WT[j]
+        s = 0.0
+        for i in range(D):
+            s += row[i] * a[i]
+        g[j] = c[j] + s
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_value(model, z, work):
+    zc = _sbn_activation(model, z, work)
+    return model.prior_const + zc + _sbn_likelihood(model, work)
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_grad(model, z, work, g):
+    _sbn_activation(model, z, work)
+    _sbn_grad_from(model, work, g)
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_value_grad(model, z, work, g):
+    zc = _sbn_activation(model, z, work)
+    v = model.prior_const + zc + _sbn_likelihood(model, work)
+    _sbn_grad_from(model, work, g)
+    return v
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _mp_components(model, z, comp):
+    """comp <- beta + d^T z; returns log sum_c exp(comp_c) and leaves comp - max in comp."""
+    base, diffT = model.base, model.diffT
+    m, C = diffT.shape
+    for c in range(C):
+        comp[c] = base[c]
+    for j in range(m):
+        zj = z[j]
+        if zj != 0.0:
+            row = diffT[j]
+            for c in range(C):
+                comp[c] += zj * row[c]
+    top = -np.inf
+    for c in range(C):
+        if comp[c] > top:
+            top = comp[c]
+    s = 0.0
+    for c in range(C):
+        comp[c] = np.exp(comp[c] - top)
+        s += comp[c]
+    for c in range(C):
+        comp[c] /= s
+    return top + np.log(s)
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _mp_grad_from(model, r, g):
+    diffT = model.diffT
+    m, C = diffT.shape
+    for j in range(m):
+        row = diffT[j]
+        s = 0.0
+        for c in range(C):
+            s += r[c] * row[c]
+        g[j] = s
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _mp_value(model, z, work):
+    return _mp_components(model, z, work)
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _mp_grad(model, z, work, g):
+    _mp_components(model, z, work)
+    _mp_grad_from(model, work, g)
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _mp_value_grad(model, z, work, g):
+    v = _mp_components(model, z, work)
+    _mp_grad_from(model, work, g)
+    return v
+
+
+def value(model, z, work):
+    """log p(x, z) of the model (numba only)."""
+    raise NotImplementedError("value is resolved inside numba-compiled code only")
+
+
+def grad(model, z, work, g):
+    """g <- grad_z log p(x, z) (numba only)."""
+    raise NotImplementedError("grad is resolved inside numba-compiled code only")
+
+
+def value_grad(model, z, work, g):
+    """log p(x, z), and g <- its gradient in z (numba only)."""
+    raise NotImplementedError("value_grad is resolved inside numba-compiled code only")
+
+
+def _model_class(model):
+    if not isinstance(model, types.BaseNamedTuple):
+        return None
+    cls = model.instance_class
+    if cls not in (SBNModel, MPModel):
+        raise ValueError(f"model: no discrete-gradient model for {cls!r}")
+    return cls
+
+
+@overload(value)
+def _ol_value(model, z, work):
+    cls = _model_class(model)
+    if cls is SBNModel:
+        return lambda model, z, work: _sbn_value(model, z, work)
+    if cls is MPModel:
+        return lambda model, z, work: _mp_value(model, z, work)
+    return None
+
+
+@overload(grad)
+def _ol_grad(model, z, work, g):
+    cls = _model_class(model)
+    if cls is SBNModel:
+        return lambda model, z, work, g: _sbn_grad(model, z, work, g)
+    if cls is MPModel:
+        return lambda model, z, work, g: _mp_grad(model, z, work, g)
+    return None
+
+
+@overload(value_grad)
+def _ol_value_grad(model, z, work, g):
+    cls = _model_class(model)
+    if cls is SBNModel:
+        return lambda model, z, work, g: _sbn_value_grad(model, z, work, g)
+    if cls is MPModel:
+        return lambda model, z, work, g: _mp_value_grad(model, z, work, g)
+    return None
+
+
+# --------------------------------------------------------------------------- one unit
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts):
+    """parts[unit, :m] <- the sum of the per-sample terms of unit (r, c)."""
+    r = unit // n_chunks
+    c = unit - r * n_chunks
+    state = np.empty(4, dtype=np.uint64)
+    seed_state(state, key, r, c)
+    theta, pi, pi_off, log_on, log_off, var, sig_abs = q
+    m = theta.shape[0]
+    u = np.empty(m)
+    v = np.empty(m)
+    b1 = np.empty(m)
+    b2 = np.empty(m)
+    z = np.empty(m)
+    zt = np.empty(m)
+    dz = np.empty(m)
+    dzt = np.empty(m)
+    g = np.empty(m)
+    gt = np.empty(m)
+    work = np.empty(nwork)
+    acc = np.zeros(m)
+    n = min(K, (c + 1) * CHUNK) - c * CHUNK
+    for _ in range(n):
+        fill_uniform(state, u, m)
+        if method == ARM or method == DISARM:
+            lq1 = 0.0
+            lq2 = 0.0
+            same = True
+            for j in range(m):
+                if method == ARM:
+                    on1 = u[j] > pi_off[j]
+                    on2 = u[j] < pi[j]
+                else:
+                    on1 = u[j] < pi[j]
+                    on2 = (1.0 - u[j]) < pi[j]
+                b1[j] = 1.0 if on1 else 0.0
+                b2[j] = 1.0 if on2 else 0.0
+                lq1 += log_on[j] if on1 else log_off[j]
+                lq2 += log_on[j] if on2 else log_off[j]
+                if on1 != on2:
+                    same = False
+            if same:  # f(b1) - f(b2) = 0: the term is zero
+                continue
+            d = (value(model, b1, work) - lq1) - (value(model, b2, work) - lq2)
+            if method == ARM:
+                for j in range(m):
+                    acc[j] += d * (u[j] - 0.5)
+            else:
+                h = 0.5 * d
+                for j in range(m):
+                    if b1[j] != b2[j]:
+                        acc[j] += (-h if b2[j] > 0.0 else h) * sig_abs[j]
+        elif method == GUMBEL_SOFTMAX:
+            for j in range(m):
+                z[j] = sigmoid((theta[j] - logit(u[j])) / tau)
+            grad(model, z, work, g)
+            for j in range(m):
+                acc[j] += g[j] * (z[j] * (1.0 - z[j]) / tau)
+        elif method == STRAIGHT_THROUGH:
+            for j in range(m):
+                b1[j] = 1.0 if u[j] < pi[j] else 0.0
+            grad(model, b1, work, g)
+            for j in range(m):
+                acc[j] += g[j] * var[j]
+        else:  # REBAR
+            fill_uniform(state, v, m)
+            lq = 0.0
+            for j in range(m):
+                on = u[j] < pi[j]
+                b1[j] = 1.0 if on else 0.0
+                lq += log_on[j] if on else log_off[j]
+                zj = theta[j] - logit(u[j])
+                if on:
+                    up = pi_off[j] + v[j] * pi[j]
+                    dup = -(1.0 - v[j]) * var[j]
+                else:
+                    up = v[j] * pi_off[j]
+                    dup = -v[j] * var[j]
+                zeta = sigmoid(zj / tau)
+                zeta_t = sigmoid((theta[j] + logit(up)) / tau)
+                z[j] = zeta
+                zt[j] = zeta_t
+                dz[j] = zeta * (1.0 - zeta) / tau
+                s = zeta_t * (1.0 - zeta_t)
+                dzt[j] = s / tau * (1.0 + dup / (up * (1.0 - up))) if s > 0.0 else 0.0
+            fb = value(model, b1, work) - lq
+            grad(model, z, work, g)
+            ft = value_grad(model, zt, work, gt)
+            for j in range(m):
+                ft -= zt[j] * theta[j]
+            w = fb - eta * ft
+            for j in range(m):
+                acc[j] += w * (b1[j] - pi[j]) + eta * ((g[j] - theta[j]) * dz[j] - (gt[j] - theta[j]) * dzt[j])
+    for j in range(m):
+        parts[unit, j] = acc[j]
+
+
+@njit(cache=True)
+def _combine(parts, R, n_chunks, K):
+    m = parts.shape[1]
+    out = np.zeros((R, m))
+    for r in range(R):
+        for c in range(n_chunks):
+            for j in range(m):
+                out[r, j] += parts[r * n_chunks + c, j]
+        for j in range(m):
+            out[r, j] /= K
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _means_parallel(model, q, method, tau, eta, key, K, R, nwork):
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    parts = np.empty((R * n_chunks, q.theta.shape[0]))
+    for unit in prange(R * n_chunks):
+        run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts)
+    return _combine(parts, R, n_chunks, K)
+
+
+@njit(cache=True)
+def _means_serial(model, q, method, tau, eta, key, K, R, nwork):
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    parts = np.empty((R * n_chunks, q.theta.shape[0]))
+    for unit in range(R * n_chunks):
+        run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts)
+    return _combine(parts, R, n_chunks, K)
+
+
+def means(model, q, method, tau, eta, key, K, R):
+    """(R, m) per-replicate averages of the per-sample terms of ``method`` (a name
+    of ``CODES``).  ``model``: an ``SBNModel`` or ``MPModel``; ``q``: a ``BernoulliQ``."""
+    nwork = model.WT.shape[1] if isinstance(model, SBNModel) else model.base.shape[0]
+    run = _means_serial if use_serial(K, R) else _means_parallel
+    return run(model, q, CODES[method], float(tau), float(eta), np.uint64(key), int(K), int(R), int(nwork))
