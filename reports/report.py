@@ -37,6 +37,7 @@ import pandas as pd
 
 from . import claims as C
 from . import figures as F
+from . import figures_trust
 
 __all__ = ["build_report", "render_documents", "load_results", "BENCHMARK_JSON"]
 
@@ -45,7 +46,9 @@ BENCHMARK_JSON = "pytest-benchmark.json"
 #: Further figure providers, each ``f(res) -> [(stem, title, caption, thunk), ...]``
 #: (``res`` as ``load_results`` returns it): a module of figures joins the
 #: report with one line here.  A provider returns [] when its rows are absent.
-FIGURE_SECTIONS = []
+FIGURE_SECTIONS = [
+    figures_trust.trust_specs,
+]
 _DPI = 130
 
 
