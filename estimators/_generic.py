@@ -96,6 +96,14 @@ def check_x(p, x):
     return as_float_array("x", x, shape=(p.obs_dim,))
 
 
+#: the built-in proposals for each latent type, named when q's type does not match p's
+_PROPOSALS_FOR = {
+    "continuous": "Gaussian or MultivariateGaussian (or MixtureOfGaussians, Uniform)",
+    "categorical": "Categorical",
+    "binary": "Bernoulli or BernoulliMixture",
+}
+
+
 def check_proposal(p, q):
     """q follows the proposal protocol and is a distribution over p's latent."""
     if not any(hasattr(q, m) for m in ("dim", "sample", "log_prob")):
@@ -112,9 +120,10 @@ def check_proposal(p, q):
     kind = getattr(q, "latent_type", "continuous")
     want = getattr(p, "latent_type", "continuous")
     if kind != want:
+        use = _PROPOSALS_FOR.get(want)
         raise ValueError(
-            f"q: {type(q).__name__} is a distribution over a {kind} latent, but {type(p).__name__} has "
-            f"{describe_latent(p)}"
+            f"q: a {type(q).__name__} proposal is for a {kind} latent; {type(p).__name__}'s latent is "
+            f"{describe_latent(p).removeprefix('a ').replace(' latent ', ' ', 1)}" + (f": use {use}" if use else "")
         )
     if q.dim != p.latent_dim:
         raise ValueError(f"q: has dimension {q.dim}, but {type(p).__name__} has {describe_latent(p)}")

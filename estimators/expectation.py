@@ -57,7 +57,7 @@ from scipy.special import expit
 from problems.distributions import Bernoulli, Gaussian
 
 from ._kernels.driver import CHUNK
-from ._validation import check_choice, check_count, check_seed
+from ._validation import check_choice, check_count, check_seed, plain
 
 __all__ = ["expectation_gradient", "EXPECTATION_METHODS", "arm_terms", "disarm_terms"]
 
@@ -183,7 +183,7 @@ def expectation_gradient(f, q, K, R, method, seed=0, grad_f=None, hess_f=None, t
     _check_q(q, method, grad_f, hess_f)
     if method == "gumbel_softmax":
         if temperature is None or not np.isfinite(float(temperature)) or float(temperature) <= 0:
-            raise ValueError(f'temperature: method "gumbel_softmax" needs a temperature > 0, got {temperature!r}')
+            raise ValueError(f'temperature: method "gumbel_softmax" needs a temperature > 0, got {plain(temperature)}')
         tau = float(temperature)
     elif temperature is not None:
         raise ValueError(f'temperature: only "gumbel_softmax" takes a temperature, not "{method}"')

@@ -37,6 +37,7 @@ import numpy as np
 from ._generic import unit_log_weights
 from ._kernels.diagnostics import jackknife as jk
 from ._kernels.driver import CHUNK
+from ._validation import plain
 from .weights import _block, check_call
 
 __all__ = ["jackknife", "JACKKNIFE2_MAX_K", "jackknife_coefficients"]
@@ -52,7 +53,7 @@ def jackknife_coefficients(K, order):
 
 def _check_order(order, K):
     if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) or order not in (1, 2):
-        raise ValueError(f"order: the jackknife is implemented for order 1 or 2, got {order!r}")
+        raise ValueError(f"order: the jackknife is implemented for order 1 or 2, got {plain(order)}")
     order = int(order)
     if K < order + 1:
         raise ValueError(

@@ -32,7 +32,7 @@ import numpy as np
 
 from problems import LinearGaussian
 
-from ._validation import as_float_array, check_choice, check_count, check_seed
+from ._validation import as_float_array, check_choice, check_count, check_seed, plain
 from .gradients import METHODS, model_gradient
 from .gradients import gradient as estimate_gradient
 from .proposals import Gaussian
@@ -194,7 +194,7 @@ def fit_linear_vae(
         or not isinstance(learning_rate, numbers.Real)
         or not (np.isfinite(learning_rate) and learning_rate > 0)
     ):
-        raise ValueError(f"learning_rate: must be a positive finite number, got {learning_rate!r}")
+        raise ValueError(f"learning_rate: must be a positive finite number, got {plain(learning_rate)}")
     if K < METHODS[method].min_K:
         raise ValueError(f'K: gradient "{method}" needs K >= {METHODS[method].min_K}, got {K}')
     if n < 2:
@@ -304,9 +304,9 @@ def steps_to_reach(fit, target, tolerance, which="log_likelihood"):
     which = check_choice("which", which, ("log_likelihood", "elbo"))
     for name, value in (("target", target), ("tolerance", tolerance)):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-            raise ValueError(f"{name}: must be a finite number, got {value!r}")
+            raise ValueError(f"{name}: must be a finite number, got {plain(value)}")
     if tolerance < 0:
-        raise ValueError(f"tolerance: must be >= 0, got {tolerance!r}")
+        raise ValueError(f"tolerance: must be >= 0, got {plain(tolerance)}")
     hist = fit.log_likelihood_history if which == "log_likelihood" else fit.elbo_history
     hits = np.flatnonzero(hist >= target - tolerance)
     return int(fit.history_steps[hits[0]]) if hits.size else None

@@ -22,18 +22,20 @@ import math
 
 import numpy as np
 
+from ._validation import plain
+
 __all__ = ["WeightMoments", "check_alpha", "check_cubo_n"]
 
 
 def _real(name, value):
     if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name}: must be a real number, got {value!r}")
+        raise ValueError(f"{name}: must be a real number, got {plain(value)}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name}: must be a real number, got {value!r}") from None
+        raise ValueError(f"{name}: must be a real number, got {plain(value)}") from None
     if not math.isfinite(out):
-        raise ValueError(f"{name}: must be finite, got {value!r}")
+        raise ValueError(f"{name}: must be finite, got {plain(value)}")
     return out
 
 

@@ -20,7 +20,18 @@ __all__ = [
     "cholesky_or_raise",
     "check_probabilities",
     "as_category_indices",
+    "plain",
 ]
+
+
+def plain(value):
+    """``repr`` of ``value`` with a NumPy scalar (or 0-d array) shown as the
+    Python number it holds, for messages: ``-1.0``, not ``np.float64(-1.0)``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
 
 
 def as_float_array(name, value, ndim=None, shape=None, positive=False, allow_inf=False):
@@ -53,7 +64,7 @@ def as_float_array(name, value, ndim=None, shape=None, positive=False, allow_inf
     elif not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
     if positive and not (arr > 0).all():
-        raise ValueError(f"{name}: every entry must be > 0, got min {arr.min()!r}")
+        raise ValueError(f"{name}: every entry must be > 0, got min {plain(arr.min())}")
     return arr
 
 
@@ -64,8 +75,8 @@ def check_count(name, value, minimum=1):
     """An integer count >= ``minimum`` (K, R, n, dimensions)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and value.is_integer():
-            raise ValueError(f"{name}: must be an integer, got float {value!r}")
-        raise ValueError(f"{name}: must be an integer, got {type(value).__name__} {value!r}")
+            raise ValueError(f"{name}: must be an integer, got float {plain(value)}")
+        raise ValueError(f"{name}: must be an integer, got {type(value).__name__} {plain(value)}")
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
@@ -77,7 +88,7 @@ def check_count(name, value, minimum=1):
 def check_seed(seed, name="seed"):
     """A non-negative integer seed (anything SeedSequence takes as entropy)."""
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"{name}: must be a non-negative integer, got {seed!r}")
+        raise ValueError(f"{name}: must be a non-negative integer, got {plain(seed)}")
     if seed < 0:
         raise ValueError(f"{name}: must be a non-negative integer, got {seed}")
     return int(seed)
@@ -85,7 +96,7 @@ def check_seed(seed, name="seed"):
 
 def check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name}: unknown value {value!r}; expected one of {sorted(choices)}")
+        raise ValueError(f"{name}: unknown value {plain(value)}; expected one of {sorted(choices)}")
     return value
 
 

@@ -58,7 +58,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ._validation import check_count, check_seed
+from ._validation import check_count, check_seed, plain
 from .gaussian_mixture import GaussianMixture
 from .glyphs import SIZE
 from .linear_gaussian import LinearGaussian
@@ -132,20 +132,20 @@ def _unknown(family, params, allowed):
 
 def _float(name, value, low=None, high=None, low_open=True, high_open=True):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name}: must be a number, got {value!r}")
+        raise ValueError(f"{name}: must be a number, got {plain(value)}")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name}: must be finite, got {value!r}")
+        raise ValueError(f"{name}: must be finite, got {plain(value)}")
     if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+        raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low:g}, got {plain(value)}")
     if high is not None and (value >= high if high_open else value > high):
-        raise ValueError(f"{name}: must be {'<' if high_open else '<='} {high:g}, got {value!r}")
+        raise ValueError(f"{name}: must be {'<' if high_open else '<='} {high:g}, got {plain(value)}")
     return value
 
 
 def _float_list(name, value, positive=False):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise ValueError(f"{name}: expected a list of numbers, got {value!r}")
+        raise ValueError(f"{name}: expected a list of numbers, got {plain(value)}")
     out = tuple(_float(f"{name}[{i}]", v, low=0.0 if positive else None) for i, v in enumerate(value))
     if not out:
         raise ValueError(f"{name}: must not be empty")

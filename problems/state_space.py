@@ -115,6 +115,7 @@ from ._validation import (
     check_probabilities,
     check_seed,
     cholesky_or_raise,
+    plain,
 )
 from .base import Problem
 from .distributions import Gaussian, MultivariateGaussian, as_generator
@@ -174,7 +175,7 @@ class _SeriesMixin:
 
     def _check_step(self, t, first=0):
         if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral) or not first <= t < self.T:
-            raise ValueError(f"t: must be an integer time step in [{first}, {self.T - 1}], got {t!r}")
+            raise ValueError(f"t: must be an integer time step in [{first}, {self.T - 1}], got {plain(t)}")
         return int(t)
 
 

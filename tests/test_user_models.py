@@ -785,7 +785,7 @@ def test_protocol_mistakes_are_value_errors_never_attribute_errors():
         (lambda: estimators.importance_sampling(BadDim(), X_NN, q, 10, 2), r"^p\.latent_dim: must be a positive integer"),
         (lambda: estimators.importance_sampling(BadType(), X_NN, q, 10, 2), r"^p\.latent_type: must be one of"),
         (lambda: estimators.importance_sampling(NormalNormal(), X_NN, Gaussian([0.0], [1.0]), 10, 2), r"^q: has dimension 1"),
-        (lambda: estimators.importance_sampling(NormalNormal(), X_NN, Q_CAT, 10, 2), r"^q: Categorical is a distribution over a categorical latent"),
+        (lambda: estimators.importance_sampling(NormalNormal(), X_NN, Q_CAT, 10, 2), r"^q: a Categorical proposal is for a categorical latent; NormalNormal's latent is continuous"),
         (lambda: estimators.importance_sampling(NormalNormal(), X_NN, object(), 10, 2), r"^q: expected a proposal"),
         (lambda: estimators.importance_sampling(NormalNormal(), X_NN, q, 0, 2), r"^K:"),
         (lambda: estimators.gradient(NormalNormal(), X_NN, q, 10, 2, "magic"), r"^method:"),
