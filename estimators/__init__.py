@@ -8,7 +8,7 @@ the generic path (``execution_path`` says which).  ``estimators`` imports
 ``problems`` and never ``bench`` or ``reports``.
 """
 
-from .elbo import elbo
+from .elbo import elbo, kl_to_prior
 from . import kernels, machine
 from .gradients import METHODS, OBJECTIVES, gradient, iwae_gradient_reference, model_gradient
 from .marginal import importance_sampling, uniform_mc, uniform_proposal
@@ -48,6 +48,7 @@ __all__ = [
     "uniform_proposal",
     "importance_sampling",
     "elbo",
+    "kl_to_prior",
     "gradient",
     "model_gradient",
     "iwae_gradient_reference",

@@ -24,6 +24,11 @@ cell, with the reason):
 * ``elbo(x, q)``, ``kl(x, q)``, ``elbo_grad(x, q)`` -- exact references;
 * ``grad_log_joint(x, z)`` -- (n, d) :math:`\nabla_z \log p(x, z)`, for the
   pathwise gradient estimators ("reparam", "stl", "dreg");
+* ``log_likelihood(x, z)`` -- (n,) :math:`\log p(x \mid z)`, the likelihood
+  apart from the prior (``log_joint = log_likelihood + log prior``); with a
+  Gaussian or MultivariateGaussian ``prior()`` it switches on
+  ``estimators.elbo(..., kl="analytic")``, which draws only this term and adds
+  :math:`-\mathrm{KL}(q \,\|\, p(z))` in closed form;
 * ``support()`` -- for a continuous latent, a bounded box ``(low, high)``
   holding all of the posterior mass, which ``uniform_mc`` then draws from
   (discrete latents are finite and need nothing);

@@ -103,6 +103,18 @@ class LinearGaussian(WeightMoments, Problem):
         log_lik = -0.5 * np.sum(resid**2 / self.psi, axis=-1) - 0.5 * np.sum(np.log(2 * np.pi * self.psi))
         return log_prior + log_lik
 
+    def log_likelihood(self, x, z):
+        r"""log p(x | z) = log N(x; W z + b, diag psi), vectorised over leading axes of z
+        (the reconstruction term, for ``estimators.elbo(..., kl="analytic")``)."""
+        x = as_float_array("x", x)
+        z = as_float_array("z", z)
+        if x.ndim == 0 or x.shape[-1] != self.obs_dim:
+            raise ValueError(f"x: expected trailing dimension {self.obs_dim}, got shape {x.shape}")
+        if z.ndim == 0 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z: expected trailing dimension {self.latent_dim}, got shape {z.shape}")
+        resid = x - (z @ self.W.T + self.b)
+        return -0.5 * np.sum(resid**2 / self.psi, axis=-1) - 0.5 * np.sum(np.log(2 * np.pi * self.psi))
+
     def grad_log_joint(self, x, z):
         r""":math:`\nabla_z \log p(x, z) = -z + W^T \Psi^{-1}(x - b - W z)`, shape of z."""
         x = as_float_array("x", x)
@@ -198,6 +210,39 @@ class LinearGaussian(WeightMoments, Problem):
         m, S = self.posterior_mean(x), self._post_cov
         var = q.scale**2
         return np.concatenate([(m - q.loc) / var, ((m - q.loc) ** 2 + np.diag(S)) / var - 1.0])
+
+    def elbo_estimator_variance(self, x, q, K=1, kl="mc"):
+        r"""Exact variance of the K-sample ELBO estimator under a Gaussian or
+        MultivariateGaussian q = N(m, L L^T): ``kl="mc"`` for
+        :math:`\frac1K\sum_k \log w_k` (``estimators.elbo``), ``kl="analytic"``
+        for :math:`\frac1K\sum_k \log p(x|z_k) - \mathrm{KL}(q\,\|\,p(z))`.
+
+        With :math:`z = m + L u`, :math:`u \sim N(0, I)` and
+        :math:`r = x - b - W m`, both per-draw terms are quadratics in u,
+        :math:`c + a^T u - \tfrac12 u^T A u`, whose variance is
+        :math:`a^T a + \tfrac12 \operatorname{tr}(A^2)` (the cross moment of a
+        linear and a quadratic form of a normal vector is zero):
+
+        * analytic: :math:`a = L^T W^T \Psi^{-1} r`, :math:`A = L^T W^T \Psi^{-1} W L`;
+        * mc: :math:`\log p(z) - \log q(z)` adds :math:`-L^T m` to a and
+          :math:`L^T L - I` to A.
+
+        The estimator's variance is that over K.  (At q = p(z|x) the mc one is 0:
+        the log-weight is constant; the analytic one is not.)"""
+        x = self._check_x(x)
+        q = self._check_q(q, (Gaussian, MultivariateGaussian), "elbo_estimator_variance")
+        K = check_count("K", K)
+        if kl not in ("mc", "analytic"):
+            raise ValueError(f'kl: must be "mc" or "analytic", got {kl!r}')
+        m = q.mean
+        L = np.diag(q.scale) if isinstance(q, Gaussian) else q.chol
+        WL = self.W @ L
+        a = WL.T @ ((x - self.b - self.W @ m) / self.psi)
+        A = WL.T @ (WL / self.psi[:, None])
+        if kl == "mc":
+            a = a - L.T @ m
+            A = A + L.T @ L - np.eye(self.latent_dim)
+        return float((a @ a + 0.5 * np.sum(A * A.T)) / K)
 
     # ---- importance-weight variance ----------------------------------------
     def log_weight_second_moment(self, x, q):
