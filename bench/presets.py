@@ -182,21 +182,35 @@ def _unavailable(p, preset, why):
     return PresetUnavailable(f"q: preset {preset.name!r} is not available for {type(p).__name__}: {why}")
 
 
-def _posterior(p, x):
-    """p.posterior(x), or None when the problem has no posterior."""
+def _posterior(p, x, preset=None):
+    """p.posterior(x), or None when the problem has no posterior; a problem
+    that refuses to build it (a ValueError: e.g. a dense Gaussian too large
+    to factorise) makes the preset unavailable, with the problem's message."""
     fn = getattr(p, "posterior", None)
     if fn is None:
         return None
     if not callable(fn):
         raise ValueError(f"p.posterior: must be a method posterior(x), got {type(fn).__name__}")
-    return fn(x)
+    if preset is None:
+        return fn(x)
+    try:
+        return fn(x)
+    except ValueError as exc:
+        raise _unavailable(p, preset, f"p.posterior(x) refused: {exc}") from exc
 
 
-def _prior(p):
+def _prior(p, preset=None):
+    """p.prior(); with ``preset``, a ValueError from it (a problem refusing a
+    prior too large to build) makes the preset unavailable, with its message."""
     fn = getattr(p, "prior", None)
     if not callable(fn):
         raise ValueError(f"p.prior: missing; a problem needs prior() (see problems.Problem), {type(p).__name__} has none")
-    return fn()
+    if preset is None:
+        return fn()
+    try:
+        return fn()
+    except ValueError as exc:
+        raise _unavailable(p, preset, f"p.prior() refused: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- continuous latent
@@ -338,7 +352,7 @@ def _support_box(p, preset):
 def _continuous_base(p, x, preset, post):
     base = preset.base
     if base == "prior":
-        return _prior(p)
+        return _prior(p, preset)
     if post is None:
         if base == "uniform":
             return _support_box(p, preset)
@@ -411,7 +425,7 @@ def _num_categories(p, post):
 def _categorical_base(p, x, preset, post):
     base = preset.base
     if base == "prior":
-        return _prior(p)
+        return _prior(p, preset)
     if base == "uniform":
         C = _num_categories(p, post)
         if C is None:
@@ -447,7 +461,7 @@ def _categorical_modify(p, preset, q, kind, v):
 def _binary_base(p, x, preset, post):
     base = preset.base
     if base == "prior":
-        return _prior(p)
+        return _prior(p, preset)
     if base == "uniform":
         return Bernoulli(np.full(int(p.latent_dim), 0.5))
     if post is None:
@@ -491,7 +505,7 @@ def make_q(p, x, preset):
     """
     if not isinstance(preset, Preset):
         preset = parse_preset(preset)
-    post = _posterior(p, x) if preset.base != "prior" or preset.modifiers else None
+    post = _posterior(p, x, preset) if preset.base != "prior" or preset.modifiers else None
     kind = getattr(p, "latent_type", "continuous")
     if kind == "categorical":
         q = _categorical_base(p, x, preset, post)

@@ -33,6 +33,16 @@ The sequential and annealed built-ins ``smc`` (K = the number of particles N;
 options proposal, resampling, ess_threshold) and ``ais`` (K = the number of
 chains; options steps, kernel, schedule, reverse) ignore the cell's q; an
 ``ais`` row with reverse=True is the BDMC upper bound, biased high by design.
+
+An entry may declare three more things (``register_estimator`` keywords, or
+attributes of the function for the decorator and entry points):
+``applies(p, x, q, K, options) -> None | reason`` -- a cell the estimator
+cannot serve is *skipped* with that reason when the sweep is planned, not
+failed when it runs (smc on a model that is not a state-space model, reverse
+AIS without an exact posterior sampler); ``uses_q=False`` -- the estimator
+ignores q, so the q-derived columns of its rows are NaN; ``samples(p, K,
+options)`` -- the work of one replicate that ``samples_per_s`` counts
+(default K).
 """
 
 from __future__ import annotations
@@ -46,6 +56,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import estimators
+from estimators.ais import check_ais
+from estimators.smc import check_smc
 
 __all__ = [
     "TARGETS",
@@ -99,6 +111,14 @@ class Estimator:
     target: str
     description: str = ""
     origin: str = "user"
+    #: ``applies(p, x, q, K, options) -> None | reason``: None when the estimator can run the
+    #: cell, else a message saying why not (the sweep skips the cell with it); None = always
+    applies: object = field(default=None, compare=False)
+    #: False for an estimator that ignores the cell's q (smc, ais): its q-derived columns are NaN
+    uses_q: bool = True
+    #: ``samples(p, K, options) -> int``: the units of work of one replicate that
+    #: ``samples_per_s`` counts (None = K: draws; smc: particle-steps N T; ais: chain-steps K steps)
+    samples: object = field(default=None, compare=False)
 
     def import_path(self):
         """"module:qualname" if importing it gives back this very function, else None."""
@@ -123,6 +143,27 @@ class Estimator:
 
     def is_gradient(self, options=None):
         return self.target_for(options or {}) in GRADIENT_TARGETS
+
+    def skip_reason(self, p, x, q, K, options=None):
+        """None if the estimator can run (p, x, q, K, options), else its reason
+        (``applies``; a non-empty string), prefixed with the estimator's name."""
+        if self.applies is None:
+            return None
+        reason = self.applies(p, x, q, K, dict(options or {}))
+        if reason is None:
+            return None
+        if not isinstance(reason, str) or not reason:
+            raise ValueError(f"applies: {self.name!r}'s check must return None or a non-empty reason, got {reason!r}")
+        return reason if reason.startswith(f"{self.name}: ") else f"{self.name}: {reason}"
+
+    def samples_per_replicate(self, p, K, options=None):
+        """The work of one replicate that ``samples_per_s`` counts: ``samples(p, K, options)``, else K."""
+        if self.samples is None:
+            return int(K)
+        n = self.samples(p, K, dict(options or {}))
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"samples: {self.name!r}'s count must be a positive integer, got {n!r}")
+        return int(n)
 
     def call(self, p, x, q, K, R, seed, options=None):
         """fn(p, x, q, K, R, seed, **options) as a float64 array of the target's
@@ -167,10 +208,23 @@ def _check_fn(name, fn):
         )
 
 
-def register_estimator(name, fn, target, description=None, *, origin="user", replace=False):
+def register_estimator(name, fn, target, description=None, *, origin="user", replace=False, applies=None,
+                       uses_q=True, samples=None):
     """Register ``fn(p, x, q, K, R, seed, **options)`` under ``name`` with a
     ``target`` from ``TARGETS``; returns ``fn``.  A duplicate name is a
-    ValueError unless ``replace=True`` (or it is the same function again)."""
+    ValueError unless ``replace=True`` (or it is the same function again).
+
+    ``applies(p, x, q, K, options) -> None | reason``: a check run when a
+    sweep is planned; a reason (a string) makes the cell *skipped* with it
+    (``skipped.json``), not failed.  ``uses_q=False``: the estimator ignores
+    q, so the q-derived columns (kl, elbo_exact, rel_weight_var, ess_limit,
+    bias_pred, ...) of its rows are NaN.  ``samples(p, K, options)``: the
+    work of one replicate that ``samples_per_s`` counts (default K)."""
+    for key, value in (("applies", applies), ("samples", samples)):
+        if value is not None and not callable(value):
+            raise ValueError(f"{key}: expected None or a callable, got {value!r}")
+    if not isinstance(uses_q, (bool, np.bool_)):
+        raise ValueError(f"uses_q: expected True or False, got {uses_q!r}")
     if not isinstance(name, str) or not name or ":" in name or name.strip() != name:
         raise ValueError(f"name: expected a non-empty name without ':' or surrounding spaces, got {name!r}")
     if target not in TARGETS and not (origin == "built-in" and target == "objective"):
@@ -185,11 +239,11 @@ def register_estimator(name, fn, target, description=None, *, origin="user", rep
     if description is None:
         doc = inspect.getdoc(fn) or ""
         description = doc.strip().splitlines()[0] if doc.strip() else ""
-    _REGISTRY[name] = Estimator(name, fn, target, description, origin)
+    _REGISTRY[name] = Estimator(name, fn, target, description, origin, applies, bool(uses_q), samples)
     return fn
 
 
-def estimator(name, target, description=None):
+def estimator(name, target, description=None, *, applies=None, uses_q=True, samples=None):
     """Decorator form of ``register_estimator``::
 
         @bench.estimator("defensive_is", target="log_marginal")
@@ -197,9 +251,10 @@ def estimator(name, target, description=None):
     """
 
     def wrap(fn):
-        register_estimator(name, fn, target, description)
+        register_estimator(name, fn, target, description, applies=applies, uses_q=uses_q, samples=samples)
         fn.target = target
         fn.estimator_name = name
+        fn.applies, fn.uses_q, fn.samples = applies, uses_q, samples
         return fn
 
     return wrap
@@ -228,6 +283,12 @@ def resolve_import(spec, key="estimator"):
 _ENTRY_POINTS_LOADED = False
 
 
+def _declared(fn):
+    """The ``applies``, ``uses_q`` and ``samples`` a function declares as attributes."""
+    return dict(applies=getattr(fn, "applies", None), uses_q=getattr(fn, "uses_q", True),
+                samples=getattr(fn, "samples", None))
+
+
 def _load_entry_points():
     global _ENTRY_POINTS_LOADED
     if _ENTRY_POINTS_LOADED:
@@ -252,7 +313,7 @@ def _load_entry_points():
                 f"entry point {ep.name!r} ({ENTRY_POINT_GROUP}, from {dist}): {ep.value!r} has no target; "
                 "decorate it with @bench.estimator(name, target=...) or give it a .target attribute"
             )
-        register_estimator(ep.name, obj, target, origin=f"entry point {dist}")
+        register_estimator(ep.name, obj, target, origin=f"entry point {dist}", **_declared(obj))
 
 
 def registered():
@@ -303,7 +364,7 @@ def resolve_estimator(spec, key="estimator", target=None):
     name = getattr(fn, "estimator_name", None) or getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise ValueError(f"{key}: a lambda needs a name: use bench.register_estimator(name, fn, target)")
-    register_estimator(name, fn, target)
+    register_estimator(name, fn, target, **_declared(fn))
     return _REGISTRY[name]
 
 
@@ -338,9 +399,11 @@ def _smc(p, x, q, K, R, seed, proposal="bootstrap", resampling="systematic", ess
     ("bootstrap", "optimal") and ``resampling`` ("multinomial", "stratified", "systematic",
     "residual"; when ESS < ess_threshold * N).  The sweep's K column is the number of particles
     N, and the cell's q is not used (a particle filter draws from the model's transitions or its
-    locally optimal proposal): its q-derived columns (``kl``, ``rel_weight_var``, ``bias_pred``)
-    describe the preset, not this estimator.  p must follow the state-space protocol
-    (problems.state_space)."""
+    locally optimal proposal): its q-derived columns (``kl``, ``rel_weight_var``, ``ess_limit``,
+    ``bias_pred``, ...) are NaN, and ``samples_per_s`` counts particle-steps, N T R / seconds.
+    p must follow the state-space protocol (problems.state_space); a cell whose problem does not,
+    or whose options smc refuses ("optimal" without its closed form), is skipped with smc's
+    message."""
     return estimators.smc(p, x, K, R, seed=seed, proposal=proposal, resampling=resampling,
                           ess_threshold=ess_threshold)
 
@@ -358,7 +421,9 @@ def _ais(p, x, q, K, R, seed, steps=10, kernel="hmc", schedule="geometric", reve
     row's bias is positive by design (about +Var/2 for large K) and its ``ratio_bias`` (the
     mean of p_hat/p - 1) is not expected to be 0: it is 1/p_hat that is unbiased for 1/p(x).
     K is the number of chains; the cell's q is not used (the chains start from the prior, or
-    the exact posterior)."""
+    the exact posterior): its q-derived columns are NaN, and ``samples_per_s`` counts
+    chain-steps, K steps R / seconds.  A cell ais refuses (reverse=True without an exact
+    posterior sampler, "hmc" without grad_log_joint, ...) is skipped with ais's message."""
     return estimators.ais(p, x, K, R, steps, seed=seed, kernel=kernel, schedule=schedule, reverse=reverse)
 
 
@@ -381,5 +446,39 @@ def _cubo(p, x, q, K, R, seed, n=2):
 register_estimator("jackknife", _jackknife, "log_marginal", origin="built-in")
 register_estimator("renyi_bound", _renyi_bound, "renyi_bound", origin="built-in")
 register_estimator("cubo", _cubo, "cubo", origin="built-in")
-register_estimator("smc", _smc, "log_marginal", origin="built-in")
-register_estimator("ais", _ais, "log_marginal", origin="built-in")
+
+
+def _smc_applies(p, x, q, K, options):
+    """estimators.smc's own refusal of (p, N = K, options), or None."""
+    try:
+        check_smc(p, x, K, 1, 0, **options)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _ais_applies(p, x, q, K, options):
+    """estimators.ais's own refusal of (p, K, options), or None (reverse=True builds p.posterior(x))."""
+    options = dict(options)
+    steps = options.pop("steps", 10)
+    try:
+        check_ais(p, x, K, 1, steps, 0, **options)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _smc_samples(p, K, options):
+    """Particle-steps of one replicate: N T."""
+    return int(K) * int(p.T)
+
+
+def _ais_samples(p, K, options):
+    """Chain-steps of one replicate: K steps."""
+    return int(K) * int(options.get("steps", 10))
+
+
+register_estimator("smc", _smc, "log_marginal", origin="built-in", applies=_smc_applies, uses_q=False,
+                   samples=_smc_samples)
+register_estimator("ais", _ais, "log_marginal", origin="built-in", applies=_ais_applies, uses_q=False,
+                   samples=_ais_samples)

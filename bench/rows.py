@@ -33,13 +33,19 @@ import estimators
 
 from . import exact, metrics
 
-__all__ = ["exact_columns", "truth_for", "summarize"]
+__all__ = ["exact_columns", "truth_for", "summarize", "Q_COLUMNS"]
 
 
-def exact_columns(p, x, q):
+Q_COLUMNS = ("kl", "elbo_exact", "rel_weight_var", "var_log_w", "mu4_log_w")
+
+
+def exact_columns(p, x, q, uses_q=True):
     """The exact quantities of (p, x, q): a dict of floats, NaN where unknown
     (``bench.exact.truths``: the problem's own members, else enumeration, a
-    Gaussian-posterior formula, ...)."""
+    Gaussian-posterior formula, ...).  ``uses_q=False`` (an estimator that
+    ignores q: smc, ais): only ``log_marginal``, the ``Q_COLUMNS`` NaN."""
+    if not uses_q:
+        return {"log_marginal": float(p.log_marginal(x)), **{c: math.nan for c in Q_COLUMNS}}
     return exact.truths(p, x, q)[0]
 
 

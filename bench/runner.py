@@ -40,8 +40,16 @@ Row semantics (one row per cell; NaN where a column does not apply):
   with its SE, ``truth_se_max``); ``variance_ratio`` = variance / variance of
   the "score" method in the same (problem, q, K, objective) (added when the
   table is assembled).
-* timing: ``seconds`` of the one timed call, ``samples_per_s`` = K R / seconds.
-  Timing is the only part of a row that is not reproducible bit for bit.
+* estimators that ignore q (registered with ``uses_q=False``: smc, ais):
+  only ``log_marginal`` of the exact columns; ``kl``, ``elbo_exact``,
+  ``rel_weight_var``, ``var_log_w``, ``mu4_log_w``, ``ess_limit``,
+  ``bias_pred`` are NaN (they would describe the cell's q preset, which the
+  estimator never draws from); ``q``/``q_family`` only name the cell.
+* timing: ``seconds`` of the one timed call, ``samples_per_s`` = (work of one
+  replicate) R / seconds, the work being K draws, or what the estimator's
+  registry entry counts (``samples``): particle-steps N T for smc, chain-steps
+  K steps for ais.  Timing is the only part of a row that is not reproducible
+  bit for bit.
 """
 
 from __future__ import annotations
@@ -153,6 +161,13 @@ def cell_truths(spec, q_name):
 
 
 @functools.lru_cache(maxsize=256)
+def _log_marginal(spec):
+    """The exact log p(x) of the problem of ``spec`` (cached per process)."""
+    p, x = spec.build()
+    return float(p.log_marginal(x))
+
+
+@functools.lru_cache(maxsize=256)
 def _elbo_gradient(spec, q_name):
     p, x = spec.build()
     g, reason = exact.elbo_gradient(p, x, cell_q(spec, q_name))
@@ -165,14 +180,22 @@ def skip_reason(cell: Cell):
     """None if the cell can be computed, else why not: the problem cannot
     serve its q preset, it has no exact truth for the cell's target (the
     ELBO for "elbo", the ELBO gradient for gradient/"elbo"), or the
-    estimator refuses (p, q, K, method, objective) -- the estimator's own
-    message.  A problem that cannot be built at all is a ValueError."""
+    estimator refuses (p, q, K, method, objective, options) -- the
+    estimator's own message (for a registered estimator, its ``applies``
+    check: smc on a model that is not a state-space model, "optimal" without
+    a closed form, reverse AIS without an exact posterior sampler).  A
+    problem that cannot be built at all is a ValueError."""
     try:
         cell_q(cell.spec, cell.q)
     except PresetUnavailable as exc:
         return str(exc)
     entry = cell.entry()
     if cell.estimator not in _SPECIAL:
+        if entry.applies is not None:
+            p, x = cell.spec.build()
+            reason = entry.skip_reason(p, x, cell_q(cell.spec, cell.q), cell.K, dict(cell.options))
+            if reason is not None:
+                return reason
         target = entry.target
         if target == "elbo":
             cols, reasons = cell_truths(cell.spec, cell.q)
@@ -333,7 +356,11 @@ def run_cell(cell: Cell) -> dict:
     q = cell_q(cell.spec, cell.q)
     row = _empty_row(cell)
     row["q_family"] = type(q).__name__
-    cols, reasons = cell_truths(cell.spec, cell.q)
+    entry = cell.entry()
+    if entry.uses_q:
+        cols, reasons = cell_truths(cell.spec, cell.q)
+    else:  # q is ignored: only the exact log p(x); the q-derived columns stay NaN
+        cols, reasons = {"log_marginal": _log_marginal(cell.spec)}, {}
     row.update(cols)
     # ESS / K -> p(x)^2 / E_q[w^2] = 1 / (1 + Var_q[w]/p(x)^2): 0 where the variance is infinite
     rv = row["rel_weight_var"]
@@ -342,7 +369,6 @@ def run_cell(cell: Cell) -> dict:
     if cell.estimator == "elbo" and not math.isfinite(row["elbo_exact"]):
         raise ValueError(f"elbo: no exact ELBO for q={cell.q}: {reasons.get('elbo_exact', 'not finite')}")
 
-    entry = cell.entry()
     if cell.estimator not in _SPECIAL:
         seconds = _run_registered(cell, entry, p, x, q, row)
     elif cell.estimator in ("importance_sampling", "elbo"):
@@ -374,7 +400,8 @@ def run_cell(cell: Cell) -> dict:
     else:  # pragma: no cover - Sweep validates estimator names
         raise ValueError(f"estimator: unknown {cell.estimator!r}")
     row["seconds"] = seconds
-    row["samples_per_s"] = K * R / seconds if seconds > 0 else math.inf
+    work = entry.samples_per_replicate(p, K, dict(cell.options)) * R
+    row["samples_per_s"] = work / seconds if seconds > 0 else math.inf
     return row
 
 
@@ -467,7 +494,7 @@ def plan(sweep):
                 continue
             seen.add(cell.cell_id)
             _check_builds(cell)
-            key = (cell.spec, cell.q, cell.estimator, cell.K, cell.method, cell.objective)
+            key = (cell.spec, cell.q, cell.estimator, cell.K, cell.method, cell.objective, cell.options)
             if key not in reasons:
                 reasons[key] = skip_reason(cell)
             if reasons[key] is not None:

@@ -63,11 +63,12 @@ def _measure(fn, p, x, q, K, R, seed, target, options, call=None):
     row = {"estimator": entry.name, "target": tgt, "K": int(K), "R": int(R), "seed": int(seed),
            "q_family": type(q).__name__, "family": type(p).__name__, "user": not entry.builtin}
     row.update({k: (v if isinstance(v, (int, float, str, bool)) else repr(v)) for k, v in options.items()})
-    row.update(rows.exact_columns(p, x, q))
+    row.update(rows.exact_columns(p, x, q, uses_q=entry.uses_q))
     truth, truth_se = rows.truth_for(tgt, p, x, q, K)
     rows.summarize(row, tgt, est, truth, truth_se, K=K)
     row["seconds"] = seconds
-    row["samples_per_s"] = K * R / seconds if seconds > 0 else math.inf
+    work = entry.samples_per_replicate(p, K, options) * R
+    row["samples_per_s"] = work / seconds if seconds > 0 else math.inf
     return row, est
 
 

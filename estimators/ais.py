@@ -60,7 +60,7 @@ from ._generic import _call, _rows, _vector, check_problem, check_x, q_view
 from ._validation import as_float_array, check_choice, check_count
 from .weights import seed_key
 
-__all__ = ["ais", "KERNELS", "SCHEDULES", "annealing_schedule"]
+__all__ = ["ais", "check_ais", "KERNELS", "SCHEDULES", "annealing_schedule"]
 
 KERNELS = ("hmc", "mh", "independence")
 SCHEDULES = ("geometric", "linear", "sigmoid")
@@ -248,9 +248,19 @@ def ais(p, x, K, R, steps, seed=0, kernel="hmc", schedule="geometric", reverse=F
     return _ais(p, x, K, R, steps, seed, kernel, schedule, reverse, step_size, leapfrog_steps)[0]
 
 
-def _ais(p, x, K, R, steps, seed=0, kernel="hmc", schedule="geometric", reverse=False, step_size=None,
-         leapfrog_steps=10):
-    """((R,) estimates, (R,) mean acceptance rate of each replicate's transitions)."""
+def check_ais(p, x, K, R=1, steps=1, seed=0, kernel="hmc", schedule="geometric", reverse=False, *, step_size=None,
+              leapfrog_steps=10):
+    """Raise the ValueError ``ais`` would raise for these arguments (no
+    ``grad_log_joint`` for "hmc", a discrete latent for "hmc"/"mh", no exact
+    posterior sampler for ``reverse=True``, ...), without running a chain;
+    None when it accepts them.  ``reverse=True`` builds ``p.posterior(x)``
+    (a problem may refuse it, e.g. one too large to factorise).  The harness
+    skips such a cell with this message."""
+    _prepare(p, x, K, R, steps, seed, kernel, schedule, reverse, step_size, leapfrog_steps)
+
+
+def _prepare(p, x, K, R, steps, seed, kernel, schedule, reverse, step_size, leapfrog_steps):
+    """The checked arguments of a call, the prior and the chains' start distribution."""
     p = check_problem(p)
     x = check_x(p, x)
     K, R = check_count("K", K), check_count("R", R)
@@ -264,6 +274,14 @@ def _ais(p, x, K, R, steps, seed=0, kernel="hmc", schedule="geometric", reverse=
             f'{type(prior).__name__} does not define it; use kernel="mh"'
         )
     start = _call("p.posterior", p.posterior, x) if reverse else prior
+    return p, x, K, R, betas, key, kernel, reverse, step_size, leapfrog_steps, prior, start
+
+
+def _ais(p, x, K, R, steps, seed=0, kernel="hmc", schedule="geometric", reverse=False, step_size=None,
+         leapfrog_steps=10):
+    """((R,) estimates, (R,) mean acceptance rate of each replicate's transitions)."""
+    p, x, K, R, betas, key, kernel, reverse, step_size, leapfrog_steps, prior, start = _prepare(
+        p, x, K, R, steps, seed, kernel, schedule, reverse, step_size, leapfrog_steps)
     target = _Target(p, x, prior, kernel == "hmc")
     n_chunks = (K + CHAIN_CHUNK - 1) // CHAIN_CHUNK
     units = [(r, c, min(K, (c + 1) * CHAIN_CHUNK) - c * CHAIN_CHUNK) for r in range(R) for c in range(n_chunks)]

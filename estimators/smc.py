@@ -50,7 +50,7 @@ from ._kernels.sequential import smc as kernel
 from ._validation import as_float_array, check_choice, check_count
 from .weights import seed_key
 
-__all__ = ["smc", "PROPOSALS", "RESAMPLING"]
+__all__ = ["smc", "check_smc", "PROPOSALS", "RESAMPLING"]
 
 PROPOSALS = ("bootstrap", "optimal")
 RESAMPLING = {"multinomial": rs.MULTINOMIAL, "stratified": rs.STRATIFIED, "systematic": rs.SYSTEMATIC,
@@ -153,8 +153,17 @@ def smc(p, x, N, R, seed=0, proposal="bootstrap", resampling="systematic", ess_t
     return _run(p, x, N, R, seed, proposal, resampling, ess_threshold)[:, 0].copy()
 
 
-def _run(p, x, N, R, seed=0, proposal="bootstrap", resampling="systematic", ess_threshold=0.5):
-    """(R, 2): log Z_hat and the number of resampling steps of each replicate."""
+def check_smc(p, x, N, R=1, seed=0, proposal="bootstrap", resampling="systematic", ess_threshold=0.5):
+    """Raise the ValueError ``smc(p, x, N, R, seed, proposal, resampling,
+    ess_threshold)`` would raise for these arguments (not a state-space model,
+    "optimal" without its closed form, N over the memory limit, ...), without
+    running the filter; None when it accepts them.  The harness skips such a
+    cell with this message."""
+    _prepare(p, x, N, R, seed, proposal, resampling, ess_threshold)
+
+
+def _prepare(p, x, N, R, seed, proposal, resampling, ess_threshold):
+    """The checked arguments of a call: (p, Y, N, R, key, proposal, method, threshold)."""
     p = _check_state_space(p)
     Y = _series(p, x)
     N, R = check_count("N", N), check_count("R", R)
@@ -172,6 +181,12 @@ def _run(p, x, N, R, seed=0, proposal="bootstrap", resampling="systematic", ess_
     need = N * (2 * s + 6) * 8  # z and its copy (N s each); lw, w, inc, u, cum, anc
     if need > _MAX_REPLICATE_BYTES:
         raise ValueError(f"N: {N} particles of dimension {s} need {need / 2**30:.1f} GiB per replicate (limit 2 GiB)")
+    return p, Y, N, R, key, proposal, method, threshold
+
+
+def _run(p, x, N, R, seed=0, proposal="bootstrap", resampling="systematic", ess_threshold=0.5):
+    """(R, 2): log Z_hat and the number of resampling steps of each replicate."""
+    p, Y, N, R, key, proposal, method, threshold = _prepare(p, x, N, R, seed, proposal, resampling, ess_threshold)
     built = compiled_args(p, Y, proposal)
     if built is None:
         return _generic(p, Y, N, R, key, proposal, method, threshold)

@@ -89,7 +89,8 @@ def guide(tmp_path_factory):
             sys.modules.pop(name, None)
         registry = sys.modules.get("bench.registry")
         if registry is not None:
-            getattr(registry, "_REGISTRY", {}).pop("numpy_is", None)
+            for name in ("numpy_is", "antithetic_is"):
+                getattr(registry, "_REGISTRY", {}).pop(name, None)
 
 
 def test_extending_guide_runs_up_to_the_sweep(guide):
