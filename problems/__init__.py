@@ -8,7 +8,7 @@ live here because the problems return them as priors and posteriors;
 user's own model follows.
 """
 
-from . import distributions
+from . import datasets, distributions
 from .base import LATENT_TYPES, Problem
 from .gaussian_mixture import GaussianMixture
 from .linear_gaussian import LinearGaussian
@@ -22,6 +22,7 @@ __all__ = [
     "Problem",
     "LATENT_TYPES",
     "distributions",
+    "datasets",
     "LinearGaussian",
     "GaussianMixture",
     "MixturePrior",

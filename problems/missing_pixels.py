@@ -22,10 +22,12 @@ is the mixture of the latent templates with weights
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import log_expit, logsumexp
 
-from ._validation import as_float_array, check_probabilities
+from ._validation import as_float_array, check_count, check_probabilities, check_seed
 from .distributions import Bernoulli, BernoulliMixture
 
 from ._bounds import WeightMoments, check_power
@@ -34,6 +36,76 @@ from .glyphs import SIZE, digit_templates
 
 MAX_ENUMERATION_BITS = 20
 _ENUM_CHUNK = 1 << 15
+WEIGHT_FLOOR = 1e-6  # MissingPixels.fit: every component weight is kept >= this
+
+
+@dataclass(frozen=True)
+class EMFit:
+    r"""The record of ``MissingPixels.fit``.
+
+    ``log_likelihood``: the kept fit's average log-likelihood per training
+    image, :math:`\frac1n\sum_i \log \sum_c w_c \prod_j t_{cj}^{y_{ij}}(1-t_{cj})^{1-y_{ij}}`;
+    ``histories``: per restart, that average at the start and after every EM
+    step (non-decreasing, up to rounding); ``best_restart``: the index of the
+    kept restart (the highest final value); ``steps`` and ``converged``: per
+    restart, the EM steps taken and whether the gain fell below ``tol`` before
+    ``iterations``; ``n``, ``eps``, ``tol``, ``seed``: the inputs.
+    """
+
+    log_likelihood: float
+    histories: tuple
+    best_restart: int
+    steps: tuple
+    converged: tuple
+    n: int
+    eps: float
+    tol: float
+    seed: int
+
+
+def _floored_weights(counts, floor):
+    r"""argmax of :math:`\sum_c N_c \log w_c` over the simplex with every
+    :math:`w_c \ge` floor: :math:`w_c = \max(\text{floor}, N_c/\lambda)`, λ set so the
+    weights sum to one (the clamped set only grows, so C passes suffice)."""
+    C = counts.size
+    clamped = np.zeros(C, dtype=bool)
+    for _ in range(C + 1):
+        lam = counts[~clamped].sum() / (1.0 - floor * clamped.sum())
+        new = clamped | (counts < floor * lam)
+        if (new == clamped).all():
+            break
+        clamped = new
+    w = np.where(clamped, floor, counts / lam)
+    return w / w.sum()
+
+
+def _em_restart(Y, C, eps, iterations, tol, rng):
+    """One EM run from C distinct random images (templates 0.25 / 0.75 at
+    their off / on pixels, equal weights); returns (T, w, history, steps, converged)."""
+    n = Y.shape[0]
+    T = np.clip(0.25 + 0.5 * Y[rng.choice(n, size=C, replace=False)], eps, 1.0 - eps)
+    w = np.full(C, 1.0 / C)
+    history, converged, steps = [], False, 0
+    while True:
+        log_off = np.log1p(-T)
+        L = (np.log(w) + log_off.sum(axis=1)) + Y @ (np.log(T) - log_off).T  # (n, C)
+        ll_i = logsumexp(L, axis=1)
+        history.append(float(ll_i.mean()))
+        if steps > 0 and history[-1] - history[-2] < tol:
+            converged = True
+            break
+        if steps == iterations:
+            break
+        R = np.exp(L - ll_i[:, None])
+        counts = R.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            T_new = (R.T @ Y) / counts[:, None]
+        # the box [eps, 1 - eps] holds each template's maximiser (a concave 1-d problem); an empty
+        # component's term is zero whatever its template, so it keeps its own
+        T = np.where(counts[:, None] > 0, np.clip(T_new, eps, 1.0 - eps), T)
+        w = _floored_weights(counts, WEIGHT_FLOOR)
+        steps += 1
+    return T, w, np.array(history), steps, converged
 
 
 def _check_bits(name, value, length):
@@ -120,6 +192,88 @@ class MissingPixels(WeightMoments, Problem):
         if shaped:
             return cls(templates.reshape(-1, SIZE, SIZE), weights, mask)
         return cls(templates, weights, mask.ravel())
+
+    @classmethod
+    def fit(cls, images, C, seed=0, latent_mask=None, restarts=5, iterations=200, eps=0.01, tol=1e-7):
+        r"""Fit the Bernoulli-template mixture to binary images by EM and return
+        the problem with those templates and weights and ``latent_mask``.
+
+        ``images``: 0/1 images, (n, P) flat or (n, H, W) (binarise grey images
+        first, e.g. ``problems.datasets.digits().binary()``: grey level > 8 of
+        16).  ``latent_mask``: as in the constructor ((P,) or (H, W) booleans,
+        True = latent); default the top half, i.e. the first ⌊P/2⌋ pixels in
+        row-major order (the top 4 rows of an 8 x 8 image).  The mask does not
+        enter the fit: EM fits the full images.
+
+        EM maximises the log-likelihood
+        :math:`\ell = \sum_i \log \sum_c w_c \prod_j t_{cj}^{y_{ij}}(1-t_{cj})^{1-y_{ij}}`
+        over templates in the box :math:`[\epsilon, 1-\epsilon]` (the smoothing:
+        a pixel never on in a component's images gets :math:`t = \epsilon`, not 0,
+        so held-out images keep a finite likelihood) and weights
+        :math:`w_c \ge 10^{-6}`.  E step: responsibilities
+        :math:`r_{ic} \propto w_c \prod_j \mathrm{Bern}(y_{ij}; t_{cj})`; M step:
+        :math:`t_{cj} = \mathrm{clip}(\sum_i r_{ic}y_{ij} / \sum_i r_{ic}, \epsilon, 1-\epsilon)`
+        (the exact maximiser in the box) and :math:`w_c = \max(10^{-6}, N_c/\lambda)`
+        (the exact maximiser on the floored simplex), so :math:`\ell` never
+        decreases.  Each of ``restarts`` runs starts from C distinct random
+        images (templates 0.25 / 0.75 at their off / on pixels, equal weights;
+        generator ``numpy.random.default_rng(seed)``) and stops when the
+        average log-likelihood per image gains less than ``tol`` in a step or
+        after ``iterations`` steps; the run with the highest final
+        :math:`\ell` is kept, its components ordered by decreasing weight.
+        The record (every run's history) is the returned problem's ``em``
+        (an ``EMFit``).
+        """
+        arr = np.asarray(images)
+        if arr.ndim not in (2, 3) or 0 in arr.shape:
+            raise ValueError(f"images: expected shape (n, P) or (n, H, W), got {arr.shape}")
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError("images: entries must be 0 or 1 (binarise grey images first, "
+                             "e.g. problems.datasets.digits().binary())")
+        image_shape = arr.shape[1:]
+        n = arr.shape[0]
+        Y = arr.reshape(n, -1).astype(np.float64)
+        P = Y.shape[1]
+        C = check_count("C", C)
+        if C > n:
+            raise ValueError(f"C: must be <= the number of images ({n}), got {C}")
+        seed = check_seed(seed)
+        restarts = check_count("restarts", restarts)
+        iterations = check_count("iterations", iterations)
+        eps = float(eps)
+        if not 0.0 < eps < 0.5:
+            raise ValueError(f"eps: must lie in (0, 0.5), got {eps!r}")
+        tol = float(tol)
+        if not tol >= 0.0:
+            raise ValueError(f"tol: must be >= 0, got {tol!r}")
+        if latent_mask is None:
+            mask = np.zeros(P, dtype=bool)
+            mask[: P // 2] = True
+            mask = mask.reshape(image_shape)
+        else:
+            mask = np.asarray(latent_mask)
+            if mask.dtype != np.bool_ or mask.size != P:
+                raise ValueError(f"latent_mask: expected {P} booleans (shape {image_shape}), got {mask.dtype} "
+                                 f"{mask.shape}")
+            mask = mask.reshape(image_shape)
+        if mask.all() or not mask.any():
+            raise ValueError("latent_mask: must mark some, but not all, pixels as latent")
+        rng = np.random.default_rng(seed)
+        # one BLAS thread: these (n x P) @ (P x C) products are small, threads only contend (5x slower on a
+        # busy two-core machine), and one thread makes the fit the same whatever the machine's thread count
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn, a dependency
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            runs = [_em_restart(Y, C, eps, iterations, tol, rng) for _ in range(restarts)]
+        best = int(np.argmax([r[2][-1] for r in runs]))
+        T, w = runs[best][0], runs[best][1]
+        order = np.argsort(-w, kind="stable")
+        T, w = T[order], w[order]
+        problem = cls(T.reshape((C,) + image_shape), w, mask)
+        problem.em = EMFit(
+            log_likelihood=float(runs[best][2][-1]), histories=tuple(r[2] for r in runs), best_restart=best,
+            steps=tuple(r[3] for r in runs), converged=tuple(r[4] for r in runs), n=n, eps=eps, tol=tol, seed=seed)
+        return problem
 
     # ---- images ---------------------------------------------------------------
     def image(self, x, z):
