@@ -22,7 +22,16 @@ from .proposals import (
     Proposal,
     Uniform,
 )
-from .training import LinearEncoder, LinearVAEFit, fit_linear_vae, steps_to_reach
+from .training import (
+    BetaVAEOptimum,
+    LinearEncoder,
+    LinearVAEFit,
+    PrincipalAxes,
+    beta_vae_optimum,
+    fit_linear_vae,
+    principal_axes,
+    steps_to_reach,
+)
 from .warm_up import warm_up
 from .kernels import register_kernel
 from .smc import smc
@@ -68,6 +77,10 @@ __all__ = [
     "LinearVAEFit",
     "LinearEncoder",
     "steps_to_reach",
+    "beta_vae_optimum",
+    "BetaVAEOptimum",
+    "principal_axes",
+    "PrincipalAxes",
     "smc",
     "ais",
     "expectation_gradient",

@@ -29,6 +29,7 @@ import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import subspace_angles
 
 from problems import LinearGaussian
 
@@ -37,9 +38,20 @@ from .gradients import METHODS, model_gradient
 from .gradients import gradient as estimate_gradient
 from .proposals import Gaussian
 
-__all__ = ["LinearEncoder", "LinearVAEFit", "fit_linear_vae", "steps_to_reach"]
+__all__ = [
+    "LinearEncoder",
+    "LinearVAEFit",
+    "fit_linear_vae",
+    "steps_to_reach",
+    "BetaVAEOptimum",
+    "beta_vae_optimum",
+    "PrincipalAxes",
+    "principal_axes",
+    "gaussian_kl_to_standard",
+]
 
 ENCODERS = ("amortized", "per_datapoint")
+_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,9 @@ class LinearVAEFit:
     ``model`` the fitted LinearGaussian; ``encoder`` a LinearEncoder (amortized)
     or, per datapoint, the list of fitted q_i; ``elbo_history`` and
     ``log_likelihood_history`` the exact average ELBO and log p(x) over the
-    data, recorded at ``history_steps``.
+    data, recorded at ``history_steps``; ``objective_history`` the exact
+    average of the objective it maximised,
+    :math:`\mathrm{ELBO} - (\beta - 1)\,\mathrm{KL}(q \,\|\, p(z))`.
     """
 
     model: object
@@ -73,6 +87,10 @@ class LinearVAEFit:
     gradient: str
     K: int
     settings: dict = field(default_factory=dict)
+    #: the beta of the objective E_q[log p(x|z)] - beta KL(q || p(z)) it maximised
+    beta: float = 1.0
+    #: the exact average beta-objective at ``history_steps`` (equal to ``elbo_history`` at beta = 1)
+    objective_history: np.ndarray | None = None
 
     @property
     def gap_history(self):
@@ -134,6 +152,13 @@ def _exact_averages(model, X, qs):
     return float(elbo), float(np.mean(model.log_marginal(X)))
 
 
+def gaussian_kl_to_standard(loc, scale):
+    r""":math:`\mathrm{KL}(N(m, \operatorname{diag} s^2) \,\|\, N(0, I)) = \tfrac12 \sum_j (s_j^2 + m_j^2 - 1 - 2\log s_j)`,
+    per row (the last axis is j); its gradient is :math:`m_j` in m and :math:`s_j^2 - 1` in log s."""
+    loc, scale = np.asarray(loc, dtype=float), np.asarray(scale, dtype=float)
+    return 0.5 * np.sum(scale**2 + loc**2 - 1.0 - 2.0 * np.log(scale), axis=-1)
+
+
 def fit_linear_vae(
     X,
     d,
@@ -147,8 +172,21 @@ def fit_linear_vae(
     learning_rate=0.02,
     inner_steps=1,
     record_every=50,
+    beta=1.0,
 ):
     r"""Fit a linear VAE (or run SVI) on data X (n, D) with a d-dimensional latent.
+
+    It maximises the average of the beta-weighted objective (beta-VAE; beta = 1
+    is the ELBO)
+
+    .. math::
+        J_\beta(x; \theta, \phi) = \mathbb E_q[\log p_\theta(x|z)] - \beta\,\mathrm{KL}(q_\phi \,\|\, p(z))
+            = \mathrm{ELBO} - (\beta - 1)\,\mathrm{KL}(q_\phi \,\|\, p(z)),
+
+    the encoder's gradient being the chosen estimator's ELBO gradient plus
+    :math:`-(\beta - 1)` times the exact gradient of the closed-form KL to
+    N(0, I) (``gaussian_kl_to_standard``); the model's gradient does not
+    involve the KL (the prior is fixed).  Its optimum is ``beta_vae_optimum``.
 
     Parameters
     ----------
@@ -162,6 +200,8 @@ def fit_linear_vae(
     encoder : "amortized" (a linear encoder) or "per_datapoint" (SVI).
     K : samples per gradient estimate, the same for every method so that
         methods compare at equal cost (default 4; "score_loo" needs K >= 2).
+    beta : the KL weight, a positive finite number (default 1: the ELBO, with
+        results bit for bit those of a fit without it).
     batch_size, learning_rate, inner_steps, record_every : SGA settings (Adam
         with the step decaying linearly to zero over ``steps``, so that the
         noisy iterates settle -- Robbins-Monro); ``inner_steps`` φ steps per
@@ -195,6 +235,13 @@ def fit_linear_vae(
         or not (np.isfinite(learning_rate) and learning_rate > 0)
     ):
         raise ValueError(f"learning_rate: must be a positive finite number, got {plain(learning_rate)}")
+    if (
+        isinstance(beta, (bool, np.bool_))
+        or not isinstance(beta, numbers.Real)
+        or not (np.isfinite(beta) and beta > 0)
+    ):
+        raise ValueError(f"beta: must be a positive finite number, got {beta!r}")
+    beta = float(beta)
     if K < METHODS[method].min_K:
         raise ValueError(f'K: gradient "{method}" needs K >= {METHODS[method].min_K}, got {K}')
     if n < 2:
@@ -222,8 +269,12 @@ def fit_linear_vae(
     def phi_grads(batch, model):
         grads = {k: np.zeros_like(v) for k, v in phi.items()}
         for i in batch:
-            g = estimate_gradient(model, X[i], q_of(i), K, 1, method, seed=int(rng.integers(2**62)))[0]
+            q_i = q_of(i)
+            g = estimate_gradient(model, X[i], q_i, K, 1, method, seed=int(rng.integers(2**62)))[0]
             g_loc, g_log_scale = g[:d], g[d:]
+            if beta != 1.0:  # - (beta - 1) d KL(q || N(0, I)), exact
+                g_loc = g_loc - (beta - 1.0) * q_i.loc
+                g_log_scale = g_log_scale - (beta - 1.0) * (q_i.scale**2 - 1.0)
             if encoder == "amortized":
                 grads["A"] += np.outer(g_loc, X[i]) / len(batch)
                 grads["c"] += g_loc / len(batch)
@@ -234,14 +285,20 @@ def fit_linear_vae(
                 grads["log_scale"][i] += g_log_scale
         return grads
 
-    history_steps, elbo_hist, ll_hist = [], [], []
+    history_steps, elbo_hist, ll_hist, obj_hist = [], [], [], []
 
     def record(step):
         model = _model(theta)
-        elbo, ll = _exact_averages(model, X, [q_of(i) for i in range(n)])
+        qs = [q_of(i) for i in range(n)]
+        elbo, ll = _exact_averages(model, X, qs)
         history_steps.append(step)
         elbo_hist.append(elbo)
         ll_hist.append(ll)
+        if beta == 1.0:
+            obj_hist.append(elbo)
+        else:
+            kl = float(np.mean([gaussian_kl_to_standard(q.loc, q.scale) for q in qs]))
+            obj_hist.append(elbo - (beta - 1.0) * kl)
 
     record(0)
     for step in range(1, steps + 1):
@@ -290,7 +347,10 @@ def fit_linear_vae(
             inner_steps=inner_steps,
             steps=steps,
             seed=seed,
+            beta=beta,
         ),
+        beta=beta,
+        objective_history=np.array(obj_hist),
     )
 
 
@@ -310,3 +370,223 @@ def steps_to_reach(fit, target, tolerance, which="log_likelihood"):
     hist = fit.log_likelihood_history if which == "log_likelihood" else fit.elbo_history
     hits = np.flatnonzero(hist >= target - tolerance)
     return int(fit.history_steps[hits[0]]) if hits.size else None
+
+
+# --------------------------------------------------------------------------- the beta-VAE optimum
+
+
+@dataclass(frozen=True)
+class BetaVAEOptimum:
+    """What ``beta_vae_optimum`` returns: the optimal decoder ``model`` (a
+    LinearGaussian with isotropic noise ``noise_var``), the optimal average
+    objective ``objective`` (nats per point), the number of ``active`` latent
+    dimensions (non-zero columns of W; the rest have collapsed), the effective
+    noise ``threshold`` = beta * noise_var that an eigenvalue must exceed to be
+    kept, the data's covariance ``eigenvalues`` (descending) and the decoder's
+    exact average log-likelihood ``log_likelihood`` (PPCA's maximum at beta = 1)."""
+
+    model: object
+    objective: float
+    active: int
+    noise_var: float
+    threshold: float
+    beta: float
+    eigenvalues: np.ndarray
+    log_likelihood: float
+
+
+def _data_spectrum(X):
+    X = as_float_array("X", X, ndim=2)
+    n, D = X.shape
+    if n < 2:
+        raise ValueError(f"X: need at least 2 rows, got {n}")
+    mean = X.mean(axis=0)
+    S = (X - mean).T @ (X - mean) / n
+    lam, U = np.linalg.eigh(S)
+    order = np.argsort(lam)[::-1]
+    return X, mean, np.maximum(lam[order], 0.0), U[:, order]
+
+
+def _check_beta(beta):
+    if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real) or not (np.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta: must be a positive finite number, got {beta!r}")
+    return float(beta)
+
+
+def beta_vae_optimum(X, d, beta=1.0):
+    r"""The exact optimum of the linear beta-VAE's objective on data X (n, D):
+    the maximum over the decoder (W (D, d), b, isotropic :math:`\sigma^2`) and a
+    Gaussian encoder of :math:`\frac1n\sum_i \mathbb E_q[\log p(x_i|z)] - \beta\,\mathrm{KL}(q_i \,\|\, N(0, I))`.
+
+    For fixed θ the best q is :math:`q \propto p(z)\,p(x|z)^{1/\beta}` (the Gibbs
+    variational principle), a Gaussian with covariance
+    :math:`(I + W^TW/v)^{-1}`, :math:`v = \beta\sigma^2`, and mean linear in x
+    (diagonal when W's columns are orthogonal, as they can be chosen at the
+    optimum: a diagonal amortized linear encoder reaches it), with value
+
+    .. math::
+        \beta \log N(x; b, WW^T + vI) + \tfrac{\beta D}2 \log(2\pi v) - \tfrac D2 \log(2\pi\sigma^2).
+
+    The first term is probabilistic PCA at the fixed noise v (Tipping & Bishop):
+    :math:`b = \bar x`, :math:`W = U_k(\Lambda_k - vI)^{1/2}` over the k <= d
+    eigenvalues of the data covariance (1/n, descending :math:`\lambda_j`) that
+    exceed v, the other columns zero (collapsed).  Setting the derivative in
+    :math:`\log v` to zero gives, for k active dimensions,
+    :math:`\sigma^2 = T_k / (D - \beta k)`, :math:`T_k = \sum_{j > k}\lambda_j`,
+    self-consistent when :math:`\lambda_k > \beta\sigma^2 \ge \lambda_{k+1}`;
+    the optimum is the best self-consistent k.  beta = 1 gives PPCA's maximum
+    likelihood (``LinearGaussian.ppca_mle``), every dimension active; beta > 1
+    raises the threshold and collapses the dimensions whose eigenvalue is
+    below :math:`\beta\sigma^2`.  Returns a ``BetaVAEOptimum``.
+    """
+    X, mean, lam, U = _data_spectrum(X)
+    n, D = X.shape
+    d = check_count("d", d)
+    if d >= D:
+        raise ValueError(f"d: must be smaller than the data dimension D={D}, got {d}")
+    beta = _check_beta(beta)
+    best = None
+    for k in range(d + 1):
+        if D - beta * k <= 0:
+            continue
+        T = float(np.sum(lam[k:]))
+        if T <= 0:
+            continue
+        sigma2 = T / (D - beta * k)
+        v = beta * sigma2
+        if (k > 0 and not lam[k - 1] > v) or (k < d and lam[k] > v):
+            continue
+        ell = -0.5 * D * _LOG_2PI - 0.5 * (np.sum(np.log(lam[:k]) + 1.0) + (D - k) * np.log(v) + T / v)
+        value = beta * ell + 0.5 * beta * D * np.log(2 * np.pi * v) - 0.5 * D * np.log(2 * np.pi * sigma2)
+        if best is None or value > best[0]:
+            best = (float(value), k, sigma2, v)
+    if best is None:
+        raise ValueError(
+            f"beta: no finite optimum for beta = {beta} with d = {d}, D = {D} (the data covariance is degenerate)"
+        )
+    value, k, sigma2, v = best
+    W = np.zeros((D, d))
+    W[:, :k] = U[:, :k] * np.sqrt(lam[:k] - v)
+    model = LinearGaussian(W, mean, np.full(D, sigma2))
+    return BetaVAEOptimum(
+        model=model,
+        objective=value,
+        active=k,
+        noise_var=sigma2,
+        threshold=v,
+        beta=beta,
+        eigenvalues=lam,
+        log_likelihood=float(np.mean(model.log_marginal(X))),
+    )
+
+
+# --------------------------------------------------------------------------- principal axes and collapse
+
+
+@dataclass(frozen=True)
+class PrincipalAxes:
+    """What ``principal_axes`` returns (angles in radians).
+
+    ``eigenvalues`` (D,) of the data covariance, descending; ``threshold`` =
+    beta * sigma^2 of the decoder; ``expected_active`` the number of the first d
+    eigenvalues above it; ``column_norms`` (d,) of W; ``matched`` (d,) the index
+    of the eigenvector closest to each column; ``column_angles`` (d,) the angle
+    between each column and that eigenvector (NaN for a zero column);
+    ``optimal_norms`` (d,) what each column's norm is at the optimum,
+    sqrt(max(lambda_matched - threshold, 0)) for the active columns and 0 for
+    the collapsed ones; ``subspace_angles`` the principal
+    angles between the span of the ``expected_active`` largest columns and the
+    top eigenvectors (``scipy.linalg.subspace_angles``, largest first);
+    ``active_columns`` the indices of those columns; ``kl_per_dim`` (d,) the
+    average over the data of KL(q_j(z_j | x) || N(0, 1)) per latent dimension
+    (None without an encoder): about 0 where a dimension has collapsed to the prior."""
+
+    eigenvalues: np.ndarray
+    threshold: float
+    expected_active: int
+    column_norms: np.ndarray
+    matched: np.ndarray
+    column_angles: np.ndarray
+    optimal_norms: np.ndarray
+    subspace_angles: np.ndarray
+    active_columns: np.ndarray
+    kl_per_dim: np.ndarray | None
+
+    @property
+    def collapsed_columns(self):
+        """The indices of the columns beyond ``expected_active`` (the smallest norms)."""
+        return np.setdiff1d(np.arange(self.column_norms.size), self.active_columns)
+
+
+def principal_axes(fit, X, beta=None):
+    r"""How the decoder's columns line up with the principal components of X
+    (Rolinek et al. 2019; Lucas et al. 2019), and which latent dimensions collapsed.
+
+    ``fit`` is a ``LinearVAEFit`` (its model, encoder and beta), a
+    ``BetaVAEOptimum`` or a LinearGaussian with isotropic noise (no encoder).
+    At the optimum of the linear (beta-)VAE with a diagonal Gaussian encoder,
+    :math:`W = U_k(\Lambda_k - \beta\sigma^2 I)^{1/2} P` with P a signed
+    permutation: each non-zero column is one eigenvector of the data covariance
+    (a diagonal posterior needs orthogonal columns, which fixes the rotation PPCA
+    leaves free), and a dimension whose eigenvalue is below
+    :math:`\beta\sigma^2` has a zero column and :math:`q_j = N(0, 1)`.  This
+    measures all of that: per column, the angle
+    :math:`\arccos(|u_i^T w_j| / \|w_j\|)` to its closest eigenvector u_i, the
+    norm beside :math:`\sqrt{\max(\lambda_i - \beta\sigma^2, 0)}`; the principal
+    angles between the active columns' span and the top eigenvectors; and per
+    latent dimension the average :math:`\mathrm{KL}(q_j \,\|\, N(0,1)) =
+    \tfrac12(m_j^2 + s_j^2 - 1 - 2\log s_j)`.  Returns a ``PrincipalAxes``.
+    """
+    encoder = None
+    if isinstance(fit, LinearVAEFit):
+        model, encoder, fit_beta = fit.model, fit.encoder, fit.beta
+    elif isinstance(fit, BetaVAEOptimum):
+        model, fit_beta = fit.model, fit.beta
+    elif isinstance(fit, LinearGaussian):
+        model, fit_beta = fit, 1.0
+    else:
+        raise ValueError(
+            f"fit: expected a LinearVAEFit, a BetaVAEOptimum or a LinearGaussian, got {type(fit).__name__}"
+        )
+    beta = fit_beta if beta is None else _check_beta(beta)
+    if not np.allclose(model.psi, model.psi[0], rtol=1e-12, atol=0):
+        raise ValueError("fit: principal axes need a decoder with isotropic noise (psi all equal)")
+    X, _, lam, U = _data_spectrum(X)
+    if X.shape[1] != model.obs_dim:
+        raise ValueError(f"X: expected {model.obs_dim} columns (the model's D), got {X.shape[1]}")
+    W = model.W
+    d = W.shape[1]
+    threshold = float(beta * model.psi[0])
+    expected = int(np.sum(lam[:d] > threshold))
+    norms = np.linalg.norm(W, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosines = np.abs(U.T @ W) / norms  # (D, d)
+    matched = np.where(norms > 0, np.argmax(np.nan_to_num(cosines, nan=-1.0), axis=0), -1)
+    angles = np.full(d, np.nan)
+    ok = norms > 0
+    angles[ok] = np.arccos(np.clip(cosines[matched[ok], np.flatnonzero(ok)], 0.0, 1.0))
+    active = np.sort(np.argsort(norms)[::-1][:expected])
+    optimal = np.zeros(d)
+    optimal[active] = np.sqrt(np.maximum(lam[matched[active]] - threshold, 0.0))
+    sub = subspace_angles(W[:, active], U[:, :expected]) if expected > 0 else np.zeros(0)
+    kl = None
+    if encoder is not None:
+        if isinstance(encoder, LinearEncoder):
+            locs = X @ encoder.A.T + encoder.c
+            scales = np.broadcast_to(np.exp(encoder.log_scale), locs.shape)
+        else:
+            locs = np.array([q.loc for q in encoder])
+            scales = np.array([q.scale for q in encoder])
+        kl = np.mean(0.5 * (scales**2 + locs**2 - 1.0 - 2.0 * np.log(scales)), axis=0)
+    return PrincipalAxes(
+        eigenvalues=lam,
+        threshold=threshold,
+        expected_active=expected,
+        column_norms=norms,
+        matched=matched,
+        column_angles=angles,
+        optimal_norms=optimal,
+        subspace_angles=np.asarray(sub),
+        active_columns=active,
+        kl_per_dim=kl,
+    )
