@@ -33,7 +33,7 @@ from ._generic import _call, _units, _vector, check_proposal, draw_unit
 from ._kernels.driver import CHUNK
 from ._kernels.variational import reconstruction as recon_kernel
 from .proposals import Gaussian, MultivariateGaussian, Uniform
-from .weights import check_call, weight_stats
+from .weights import check_call, weight_sums_only
 
 __all__ = ["elbo", "kl_to_prior", "KL_MODES"]
 
@@ -63,7 +63,7 @@ def elbo(p, x, q, K, R, seed=0, kl="mc"):
     naming ``kl``.
     """
     if kl == "mc":
-        return weight_stats(p, x, q, K, R, seed).elbo
+        return weight_sums_only(p, x, q, K, R, seed).elbo
     if kl != "analytic":
         raise ValueError(f"kl: must be one of {list(KL_MODES)}, got {kl!r}")
     x, K, R, key = check_call(p, x, K, R, seed)

@@ -17,14 +17,14 @@ import numpy as np
 
 from .proposals import Bernoulli, Categorical, Uniform
 from ._generic import check_problem
-from .weights import weight_stats
+from .weights import weight_sums_only
 
 __all__ = ["importance_sampling", "uniform_mc", "uniform_proposal"]
 
 
 def importance_sampling(p, x, q, K, R, seed=0):
     r"""(R,) replicate estimates of log p(x) = log (1/K) sum_k p(x, z_k)/q(z_k), z_k ~ q."""
-    return weight_stats(p, x, q, K, R, seed).log_p_hat
+    return weight_sums_only(p, x, q, K, R, seed).log_p_hat
 
 
 def uniform_proposal(p, box=None):

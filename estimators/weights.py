@@ -25,7 +25,8 @@ import numpy as np
 
 from . import _targets  # noqa: F401  (registers the built-in problems' kernels)
 from . import psis
-from ._generic import check_problem, check_proposal, check_x, replicate_log_weights, user_compiled, weight_sums_top
+from ._generic import check_problem, check_proposal, check_x, replicate_log_weights, user_compiled, weight_sums, weight_sums_top
+from ._kernels import driver as sums_driver
 from ._kernels.diagnostics import tail as tail_kernel
 from ._validation import check_count, check_seed
 from .kernels import compiled_block
@@ -136,6 +137,22 @@ def weight_stats(p, x, q, K, R, seed=0):
     else:
         out, top = weight_sums_top(p, x, q, key, K, R, cap)
     return WeightStats(K, out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy(), top)
+
+
+def weight_sums_only(p, x, q, K, R, seed=0):
+    """``weight_stats`` without the largest log-weights (``top_log_w`` None, so no
+    ``.khat``): the same draws and, bit for bit, the same sums A, B, C, from
+    ``driver.log_weight_stats`` alone.  For the estimators that read only the
+    sums (``importance_sampling``, ``elbo``): the k-hat buffer costs a per-sample
+    comparison and, for a counted (categorical) kernel, the per-sample work the
+    counting fold saves."""
+    x, K, R, key = check_call(p, x, K, R, seed)
+    block = _block(p, x, q)
+    if block is not None:
+        out = sums_driver.log_weight_stats(*block, key, K, R)
+    else:
+        out = weight_sums(p, x, q, key, K, R)
+    return WeightStats(K, out[:, 0].copy(), out[:, 1].copy(), out[:, 2].copy(), None)
 
 
 def log_weights(p, x, q, K, seed=0):
