@@ -443,7 +443,16 @@ def _cubo(p, x, q, K, R, seed, n=2):
     return estimators.cubo(p, x, q, K, R, n=n, seed=seed)
 
 
-register_estimator("jackknife", _jackknife, "log_marginal", origin="built-in")
+def _jackknife_applies(p, x, q, K, options):
+    """A cell with fewer draws than the order-m jackknife leaves out plus one is skipped
+    (K < order + 1); a bad order is left to estimators.jackknife's ValueError."""
+    order = options.get("order", 1)
+    if order in (1, 2) and K < order + 1:
+        return f"the order-{order} jackknife leaves {order} of the K draws out, so it needs K >= {order + 1}, got {K}"
+    return None
+
+
+register_estimator("jackknife", _jackknife, "log_marginal", origin="built-in", applies=_jackknife_applies)
 register_estimator("renyi_bound", _renyi_bound, "renyi_bound", origin="built-in")
 register_estimator("cubo", _cubo, "cubo", origin="built-in")
 

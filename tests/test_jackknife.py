@@ -266,3 +266,16 @@ def test_bias_orders_on_exactly_lognormal_weights():
     # and every bias is resolved at the smallest K, shrinking with K for the jackknife
     assert np.all(np.abs(b0) > Z * e0) and abs(b1[0]) > Z * e1[0] and abs(b2[0]) > Z * e2[0]
     assert abs(b2[0]) < abs(b1[0]) < abs(b0[0])
+
+
+def test_a_sweep_skips_jackknife_cells_with_too_few_draws(tmp_path):
+    """K < order + 1 is a cell the jackknife cannot serve: skipped with its reason when the
+    sweep is planned (not a failed cell); K = order + 1 runs."""
+    import bench
+    from bench.runner import plan
+
+    sweep = bench.Sweep(problems={"lg": {"family": "LinearGaussian", "D": 3, "d": 2}}, estimators=["jackknife"],
+                        q=["prior"], K=[2, 3], R=10, options={"order": [1, 2]})
+    cells, skipped = plan(sweep)
+    assert sorted((c.K, dict(c.options)["order"]) for c in cells) == [(2, 1), (3, 1), (3, 2)]
+    assert len(skipped) == 1 and "needs K >= 3, got 2" in skipped[0]["reason"]
