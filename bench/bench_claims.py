@@ -18,7 +18,7 @@ import pytest
 from bench import claims as CL
 
 TABLES = {
-    "uniform_vs_is": {"errors", "images"},
+    "uniform_vs_is": {"errors", "errors_by_image", "images"},
     "single_sample_bias": {"bias"},
     "elbo_plus_kl": {"gap"},
     "lecture_question": {"summary", "densities"},
@@ -40,9 +40,14 @@ def _numbers_match_tables(cid, n, t):
         at = e[e["K"] == n["K_rule"]].set_index("q")["rmse"]
         assert _close(n["rmse_uniform"], at["uniform (φ = 0.5)"]) and _close(n["rmse_is"], at["φ = posterior marginals"])
         assert math.isfinite(n["theory_z"]) and n["theory_se_exact"] > 0
-        one = e[e["q"] == "φ = 1"]
-        # q = Bernoulli(1) is deterministic: every replicate is log p(x, z = 1), the exact error
-        assert np.allclose(one["mean_error"], n["error_phi_one_exact"], atol=1e-9) and (one["sd_error"] < 1e-9).all()
+        b = t["errors_by_image"]
+        one = b[b["q"] == "φ = 1"]
+        # q = Bernoulli(1) is deterministic: every replicate is log p(x, z = 1), each image's exact error
+        assert np.allclose(one["mean_error"], one["exact_error"], atol=1e-9) and (one["sd_error"] < 1e-9).all()
+        assert _close(n["error_phi_one_exact"], one.groupby("image")["exact_error"].first().mean())
+        # the pooled RMSE is the root of the images' mean squared errors (equal R per image)
+        pooled = (b["rmse"] ** 2).groupby([b["q"], b["K"]]).mean() ** 0.5
+        assert np.allclose(e.set_index(["q", "K"])["rmse"], pooled.loc[e.set_index(["q", "K"]).index], rtol=1e-10)
     elif cid == "single_sample_bias":
         k1 = t["bias"].sort_values("K").iloc[0]
         assert k1["K"] == 1 and _close(n["mean_log_p_hat_K1"], k1["mean_log_p_hat"])

@@ -7,8 +7,9 @@ The figure functions take DataFrames (and the claim's numbers for the
 thresholds its rule states) and return a ``matplotlib.figure.Figure`` built
 without pyplot, like ``reports.figures``:
 
-* ``missing_pixels_figure``   the observed half digit, completions from the exact
-                              posterior and from each q, and log p̂ − log p(x) vs K;
+* ``missing_pixels_figure``   held-out digits with the top half missing, the posterior mean and
+                              completions from the exact posterior and from each q, and
+                              log p̂ − log p(x) vs K;
 * ``single_sample_bias_figure``  E[log p̂] vs K between the ELBO and log p(x), and E[p̂/p];
 * ``elbo_plus_kl_figure``     the Monte Carlo Jensen gap against the exact KL;
 * ``lecture_question_figure`` the bimodal posterior with N(2, 2) and N(−4, 0.75) in both readings;
@@ -100,18 +101,50 @@ def _image_axes_style(ax):
         sp.set_color("0.7")
 
 
+def _missing_pixels_layout(images, pix):
+    """Rows of the image grid: per measured image (column ``image``; one image
+    when absent) a row with its single panels (observation, digit, posterior
+    mean, ...) then the samples of its first multi-sample panel (the exact
+    posterior's); after them one row per other multi-sample panel (each q's).
+    Each row is (label, [(panel title or "", pixel values, framed)])."""
+    if "image" not in images.columns:
+        images = images.assign(image=0)
+    layout, q_rows = [], []
+    for k, g in images.groupby("image", sort=True):
+        title = str(g["title"].iloc[0]) if "title" in g.columns else f"image {k}"
+        panels = list(dict.fromkeys(g["panel"]))
+        singles = [pn for pn in panels if (g["panel"] == pn).sum() == 1]
+        multi = [pn for pn in panels if pn not in singles]
+        first = [pn for pn in multi if not pn.startswith("q:")][:1]
+        cells = [(pn, g.loc[g["panel"] == pn, pix].iloc[0], pn.startswith("posterior mean")) for pn in singles]
+        for pn in first:
+            sub = g[g["panel"] == pn].sort_values("sample")
+            cells += [(pn if j == 0 else "", r[pix], True) for j, (_, r) in enumerate(sub.iterrows())]
+        layout.append((title, cells))
+        for pn in multi:
+            if pn in first:
+                continue
+            sub = g[g["panel"] == pn].sort_values("sample")
+            q_rows.append((f"{title}\n{pn}", [("", r[pix], True) for _, r in sub.iterrows()]))
+    return layout + q_rows
+
+
 def missing_pixels_figure(images, errors, latent_rows=4):
     r"""The lecture's "complete the top half of the digit".
 
-    Top: the observed image x (missing pixels hatched red), the digit itself,
-    and ``n`` completions z drawn from the exact posterior p(z|x) and from each
-    q (rows; the completed top ``latent_rows`` rows are framed).  ``images`` has
-    columns panel, sample, p00..p63 (NaN = missing).
+    Top, one row per measured image (held-out real digits, or the glyph 9):
+    the observed image x (missing pixels hatched red), the digit itself (and
+    its grey levels), the posterior-mean completion :math:`E[z|x]` (grey =
+    :math:`P(z_j = 1|x)`) and completions z drawn from the exact posterior
+    p(z|x); then a row of completions from each q for the first image (the
+    completed top ``latent_rows`` rows are framed).  ``images`` has columns
+    panel, sample, p00..p63 (NaN = missing), and optionally image (which
+    measured image) and title (its name).
 
     Bottom: the error :math:`\log\hat p(x) - \log p(x)` of uniform Monte Carlo
-    and of importance sampling under each q, vs K: left the mean over R
-    replicates ±1 sd of one estimate (symlog axis: the errors span 1e-4 to
-    1e2 nats and have a sign); right the RMSE
+    and of importance sampling under each q, vs K (pooled over the measured
+    images): left the mean over the replicates ±2 SE (symlog axis: the errors
+    span 1e-4 to 1e2 nats and have a sign); right the RMSE
     :math:`\sqrt{E[(\log\hat p - \log p)^2]}` ±1 SE on log-log axes, with the
     exact error of φ = 1 (a constant, ``exact_error``) dashed.  ``errors``:
     columns q, K, R, mean_error, sd_error, rmse, rmse_se, exact_error.
@@ -123,14 +156,12 @@ def missing_pixels_figure(images, errors, latent_rows=4):
     side = int(round(math.sqrt(len(pix))))
     if side * side != len(pix):
         raise ValueError(f"images: expected a square number of pixel columns, got {len(pix)}")
-    panels = list(dict.fromkeys(images["panel"]))
-    singles = [pn for pn in panels if (images["panel"] == pn).sum() == 1]
-    rows = [pn for pn in panels if pn not in singles]
-    n_cols = max(int((images["panel"] == pn).sum()) for pn in rows) if rows else 1
+    layout = _missing_pixels_layout(images, pix)
+    n_cols = max(len(cells) for _, cells in layout)
 
-    fig = Figure(figsize=(13, 12.5), layout="constrained")
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1.35, 1.0])
-    grid = top.add_gridspec(1 + len(rows), n_cols + 1, width_ratios=[1.7] + [1] * n_cols)
+    fig = Figure(figsize=(max(13.0, 1.05 * n_cols + 2.5), 1.15 * len(layout) + 6.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.15 * len(layout) + 0.6, 5.9])
+    grid = top.add_gridspec(len(layout), n_cols + 1, width_ratios=[2.2] + [1] * n_cols)
     cmap = matplotlib.colormaps["Greys"].with_extremes(bad="white")
 
     def draw(ax, vec, missing_frame):
@@ -142,25 +173,17 @@ def missing_pixels_figure(images, errors, latent_rows=4):
             ax.add_patch(Rectangle((-0.5, -0.5), side, latent_rows, fill=False, ec="tab:orange", lw=1.5))
         _image_axes_style(ax)
 
-    if singles:
-        label_ax = top.add_subplot(grid[0, 0])
-        label_ax.axis("off")
-        label_ax.text(1.0, 0.5, "the observation x\nand the digit", ha="right", va="center", fontsize=10,
-                      transform=label_ax.transAxes)
-    for j, pn in enumerate(singles[:n_cols]):
-        ax = top.add_subplot(grid[0, j + 1])
-        draw(ax, images.loc[images["panel"] == pn, pix].iloc[0], False)
-        ax.set_title(pn, fontsize=8)
-    for i, pn in enumerate(rows, start=1):
+    for i, (label, cells) in enumerate(layout):
         label_ax = top.add_subplot(grid[i, 0])
         label_ax.axis("off")
-        label_ax.text(1.0, 0.5, pn, ha="right", va="center", fontsize=10, transform=label_ax.transAxes)
-        sub = images[images["panel"] == pn].sort_values("sample")
-        for j, (_, r) in enumerate(sub.iterrows()):
+        label_ax.text(1.0, 0.5, label, ha="right", va="center", fontsize=8, transform=label_ax.transAxes)
+        for j, (title, vec, framed) in enumerate(cells):
             ax = top.add_subplot(grid[i, j + 1])
-            draw(ax, r[pix], True)
-    top.suptitle(f"Completing the missing top half ({latent_rows} rows, hatched): samples of z from the exact "
-                 "posterior and from each q (completed rows framed)", fontsize=11)
+            draw(ax, vec, framed)
+            if title:
+                ax.set_title(title, fontsize=6.5)
+    top.suptitle(f"Completing the missing top half ({latent_rows} rows, hatched): the posterior mean and samples "
+                 "of z from the exact posterior, and from each q (completed rows framed)", fontsize=11)
 
     ax_mean, ax_rmse = bottom.subplots(1, 2)
     for q, g in errors.groupby("q", sort=False):

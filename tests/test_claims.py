@@ -162,10 +162,12 @@ def test_missing_pixels_figure_draws_the_errors(smoke):
         line = rmse[f"rmse:{q}"]
         assert np.array_equal(line.get_xdata(), g["K"].to_numpy(float))
         assert np.allclose(line.get_ydata(), g["rmse"])
-    # the image grid: the observed half, the digit, and n completions per source (4 sources)
+    # the image grid: every image of the table drawn once -- per held-out digit the observed half, the digit,
+    # its grey levels, the posterior mean and n posterior completions; n completions from each of the 3 q
     n = int(t["images"]["sample"].max()) + 1
+    k = t["images"]["image"].nunique()
     images = [a for a in fig.axes if a.images]
-    assert len(images) == 2 + 4 * n
+    assert len(images) == len(t["images"]) == k * (4 + n) + 3 * n
     assert all(a.get_xlabel() or a.get_ylabel() for a in fig.axes if a.lines and not a.images)
     with pytest.raises(ValueError, match="missing_pixels_figure"):
         RC.missing_pixels_figure(t["images"], t["errors"].drop(columns=["rmse"]))
