@@ -128,8 +128,11 @@ def compiled_model(p, x, q):
     members = ("log_joint", "log_joint_relaxed", "grad_log_joint_relaxed")
     if _same_model(p, SigmoidBeliefNet, members):
         c = np.ascontiguousarray(p.c, dtype=np.float64)
-        return kernel.SBNModel(np.ascontiguousarray(p.W.T, dtype=np.float64), np.ascontiguousarray(p.b, dtype=np.float64),
-                               c, np.ascontiguousarray(x, dtype=np.float64), float(np.sum(log_expit(-c))))
+        WT = np.ascontiguousarray(p.W.T, dtype=np.float64)
+        bias = np.ascontiguousarray(p.b, dtype=np.float64)
+        bounded = bool(np.max(np.abs(bias) + np.abs(WT).sum(axis=0)) < 600.0)
+        return kernel.SBNModel(WT, bias, c, np.ascontiguousarray(x, dtype=np.float64), float(np.sum(log_expit(-c))),
+                               np.exp(-WT) if bounded else np.ones((1, 1)), np.exp(-bias), bounded)
     if _same_model(p, MissingPixels, members + ("observed_log_likelihoods",)):
         lat_on, lat_off = p.latent_log_templates
         base = p.observed_log_likelihoods(x) + lat_off.sum(axis=1)

@@ -24,7 +24,9 @@ the caller).  The models, for z in [0, 1]^m (binary or relaxed):
 
 * ``SBNModel``: :math:`\log p(x, z) = z\cdot c + \sum_j \log\sigma(-c_j) + \sum_i
   [x_i a_i - \mathrm{softplus}(a_i)]`, :math:`a = W z + b`;
-  :math:`\nabla_z = c + W^T (x - \sigma(a))`.
+  :math:`\nabla_z = c + W^T (x - \sigma(a))`.  One exponential per activation,
+  :math:`e^{-|a_i|}`, gives both (``_sbn_likelihood``, ``_sbn_grad_from``), and for
+  a binary z it is a product of precomputed ones (``_sbn_activation``).
 * ``MPModel``: :math:`\log p(x, z) = \operatorname{logsumexp}_c [\beta_c + z \cdot d_c]`,
   :math:`\beta_c = a_c + \sum_j \log(1 - t_{cj})`, :math:`d_c = \log t_c - \log(1 - t_c)`;
   :math:`\nabla_z = \sum_c r_c d_c`, r the softmax of the component terms.
@@ -53,8 +55,9 @@ from ..rng import fill_uniform, seed_state
 # small dot products; nothing assumed about inf/NaN.
 SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
-#: WT = W^T (m, D); bias b (D,); c (m,); x (D,); prior_const = sum_j log sigma(-c_j)
-SBNModel = namedtuple("SBNModel", ["WT", "bias", "c", "x", "prior_const"])
+#: WT = W^T (m, D); bias b (D,); c (m,); x (D,); prior_const = sum_j log sigma(-c_j);
+#: EW = exp(-W^T), E0 = exp(-b); use_products: max_i |b_i| + sum_j |W_ij| < 600 (see _sbn_activation)
+SBNModel = namedtuple("SBNModel", ["WT", "bias", "c", "x", "prior_const", "EW", "E0", "use_products"])
 #: base beta (C,); diffT = d^T (m, C)
 MPModel = namedtuple("MPModel", ["base", "diffT"])
 #: theta, pi = sigma(theta), pi_off = sigma(-theta), log pi, log(1 - pi), pi (1 - pi), sigma(|theta|)
@@ -67,34 +70,36 @@ CODES = {"arm": ARM, "disarm": DISARM, "rebar": REBAR, "gumbel_softmax": GUMBEL_
 
 @njit(cache=True, inline="always")
 def sigmoid(t):
-    if t >= 0.0:
-        return 1.0 / (1.0 + np.exp(-t))
-    e = np.exp(t)
-    return e / (1.0 + e)
-
-
-@njit(cache=True, inline="always")
-def softplus(a):
-    if a > 0.0:
-        return a + np.log1p(np.exp(-a))
-    return np.log1p(np.exp(a))
+    return 1.0 / (1.0 + np.exp(-t))  # exp(-t) = inf gives 0, exp(-t) = 0 gives 1
 
 
 @njit(cache=True, inline="always")
 def logit(u):
-    return np.log(u) - np.log1p(-u)
+    return np.log(u / (1.0 - u))  # u in [0, 1): 1 - u is exact for u >= 1/2; logit(0) = -inf
 
 
 # --------------------------------------------------------------------------- models
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
-def _sbn_activation(model, z, a):
-    """a <- W z + b; returns z . c (zero columns of a binary z are skipped)."""
+def _sbn_activation(model, z, a, e):
+    """a <- W z + b and e <- exp(-|a|); returns z . c.
+
+    For a binary z on a model whose activations are bounded (``use_products``:
+    :math:`\max_i |b_i| + \sum_j |W_{ij}| < 600`, so no partial product
+    overflows), :math:`e^{-a_i} = e^{-b_i} \prod_{j: z_j = 1} e^{-W_{ij}}` is a
+    product of precomputed exponentials (``EW``) -- multiplications instead of one
+    exp per activation, the same number to a few ulps; otherwise one exp each.
+    Zero entries of z are skipped."""
     WT, bias, c = model.WT, model.bias, model.c
     m, D = WT.shape
+    binary = model.use_products
     for i in range(D):
         a[i] = bias[i]
+    if binary:
+        E0 = model.E0
+        for i in range(D):
+            e[i] = E0[i]
     zc = 0.0
     for j in range(m):
         zj = z[j]
@@ -103,50 +108,77 @@ def _sbn_activation(model, z, a):
             row = WT[j]
             for i in range(D):
                 a[i] += zj * row[i]
+            if zj != 1.0:
+                binary = False
+            elif binary:
+                erow = model.EW[j]
+                for i in range(D):
+                    e[i] *= erow[i]
+    if binary:  # e = exp(-a): exp(-|a|) is e or 1/e
+        for i in range(D):
+            e[i] = 1.0 / e[i] if a[i] < 0.0 else e[i]
+    else:
+        for i in range(D):
+            e[i] = np.exp(-abs(a[i]))
     return zc
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
-def _sbn_likelihood(model, a):
+def _sbn_likelihood(model, a, e):
+    r""":math:`\sum_i [x_i a_i - \mathrm{softplus}(a_i)] = \sum_i [x_i a_i - \max(a_i, 0)]
+    - \log \prod_i (1 + e^{-|a_i|})`, the product's log taken every 256 factors
+    (each in (1, 2], so no overflow)."""
     x = model.x
     s = 0.0
+    prod = 1.0
     for i in range(x.shape[0]):
-        s += x[i] * a[i] - softplus(a[i])
-    return s
+        s += x[i] * a[i] - max(a[i], 0.0)
+        prod *= 1.0 + e[i]
+        if (i & 255) == 255:
+            s -= np.log(prod)
+            prod = 1.0
+    return s - np.log(prod)
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
-def _sbn_grad_from(model, a, g):
-    """g <- c + W^T (x - sigma(a)); overwrites a with the residual."""
+def _sbn_grad_from(model, a, e, g):
+    """g <- c + W^T (x - sigma(a)), sigma(a) = 1/(1 + e) (a >= 0) or e/(1 + e); overwrites e."""
     WT, c, x = model.WT, model.c, model.x
     m, D = WT.shape
     for i in range(D):
-        a[i] = x[i] - sigmoid(a[i])
+        top = 1.0 if a[i] >= 0.0 else e[i]
+        e[i] = x[i] - top / (1.0 + e[i])
     for j in range(m):
         row = WT[j]
         s = 0.0
         for i in range(D):
-            s += row[i] * a[i]
+            s += row[i] * e[i]
         g[j] = c[j] + s
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _sbn_value(model, z, work):
-    zc = _sbn_activation(model, z, work)
-    return model.prior_const + zc + _sbn_likelihood(model, work)
+    D = model.bias.shape[0]
+    a, e = work[:D], work[D:]
+    zc = _sbn_activation(model, z, a, e)
+    return model.prior_const + zc + _sbn_likelihood(model, a, e)
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _sbn_grad(model, z, work, g):
-    _sbn_activation(model, z, work)
-    _sbn_grad_from(model, work, g)
+    D = model.bias.shape[0]
+    a, e = work[:D], work[D:]
+    _sbn_activation(model, z, a, e)
+    _sbn_grad_from(model, a, e, g)
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _sbn_value_grad(model, z, work, g):
-    zc = _sbn_activation(model, z, work)
-    v = model.prior_const + zc + _sbn_likelihood(model, work)
-    _sbn_grad_from(model, work, g)
+    D = model.bias.shape[0]
+    a, e = work[:D], work[D:]
+    zc = _sbn_activation(model, z, a, e)
+    v = model.prior_const + zc + _sbn_likelihood(model, a, e)
+    _sbn_grad_from(model, a, e, g)
     return v
 
 
@@ -206,6 +238,52 @@ def _mp_value_grad(model, z, work, g):
     return v
 
 
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_features(model, z, work, phi):
+    """phi <- x - sigma(W z + b): grad_z log p(x, z) = c + W^T phi, linear in phi."""
+    D = model.bias.shape[0]
+    a, e = work[:D], work[D:]
+    _sbn_activation(model, z, a, e)
+    x = model.x
+    for i in range(D):
+        top = 1.0 if a[i] >= 0.0 else e[i]
+        phi[i] = x[i] - top / (1.0 + e[i])
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _sbn_grad_of(model, phi, n, g):
+    """g <- n c + W^T phi (phi: a sum of n samples' features)."""
+    WT, c = model.WT, model.c
+    m, D = WT.shape
+    for j in range(m):
+        row = WT[j]
+        s = 0.0
+        for i in range(D):
+            s += row[i] * phi[i]
+        g[j] = n * c[j] + s
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _mp_features(model, z, work, phi):
+    """phi <- the component responsibilities r(z): grad_z log p(x, z) = d^T r."""
+    _mp_components(model, z, phi)
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _mp_grad_of(model, phi, n, g):
+    _mp_grad_from(model, phi, g)
+
+
+def features(model, z, work, phi):
+    """phi <- the features whose linear image is grad_z log p(x, z) (numba only)."""
+    raise NotImplementedError("features is resolved inside numba-compiled code only")
+
+
+def grad_of(model, phi, n, g):
+    """g <- the sum over n samples of grad_z log p(x, z) from their summed features (numba only)."""
+    raise NotImplementedError("grad_of is resolved inside numba-compiled code only")
+
+
 def value(model, z, work):
     """log p(x, z) of the model (numba only)."""
     raise NotImplementedError("value is resolved inside numba-compiled code only")
@@ -219,6 +297,23 @@ def grad(model, z, work, g):
 def value_grad(model, z, work, g):
     """log p(x, z), and g <- its gradient in z (numba only)."""
     raise NotImplementedError("value_grad is resolved inside numba-compiled code only")
+
+
+@njit(cache=True)
+def _evaluate_rows(model, Z, nwork):
+    """(log p(x, z) (n,), grad_z (n, m)) of every row of Z: the kernels' model
+    functions, for checking them against the problems' NumPy formulas."""
+    n, m = Z.shape
+    work = np.empty(nwork)
+    values = np.empty(n)
+    grads = np.empty((n, m))
+    g = np.empty(m)
+    for k in range(n):
+        z = Z[k].copy()
+        values[k] = value_grad(model, z, work, g)
+        for j in range(m):
+            grads[k, j] = g[j]
+    return values, grads
 
 
 def _model_class(model):
@@ -260,12 +355,34 @@ def _ol_value_grad(model, z, work, g):
     return None
 
 
+@overload(features)
+def _ol_features(model, z, work, phi):
+    cls = _model_class(model)
+    if cls is SBNModel:
+        return lambda model, z, work, phi: _sbn_features(model, z, work, phi)
+    if cls is MPModel:
+        return lambda model, z, work, phi: _mp_features(model, z, work, phi)
+    return None
+
+
+@overload(grad_of)
+def _ol_grad_of(model, phi, n, g):
+    cls = _model_class(model)
+    if cls is SBNModel:
+        return lambda model, phi, n, g: _sbn_grad_of(model, phi, n, g)
+    if cls is MPModel:
+        return lambda model, phi, n, g: _mp_grad_of(model, phi, n, g)
+    return None
+
+
 # --------------------------------------------------------------------------- one unit
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH)
-def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts):
-    """parts[unit, :m] <- the sum of the per-sample terms of unit (r, c)."""
+@njit(cache=True)  # no fastmath here: the serial and parallel drivers inline it and must agree bit for bit
+def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, nfeat, parts):
+    """parts[unit, :m] <- the sum of the per-sample terms of unit (r, c).
+    Straight-through's term is linear in the model's features (``features``), so
+    their sum over the unit is taken and mapped to the gradient once (``grad_of``)."""
     r = unit // n_chunks
     c = unit - r * n_chunks
     state = np.empty(4, dtype=np.uint64)
@@ -283,6 +400,8 @@ def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts):
     g = np.empty(m)
     gt = np.empty(m)
     work = np.empty(nwork)
+    phi = np.empty(nfeat)
+    phisum = np.zeros(nfeat)
     acc = np.zeros(m)
     n = min(K, (c + 1) * CHUNK) - c * CHUNK
     for _ in range(n):
@@ -324,9 +443,9 @@ def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts):
         elif method == STRAIGHT_THROUGH:
             for j in range(m):
                 b1[j] = 1.0 if u[j] < pi[j] else 0.0
-            grad(model, b1, work, g)
-            for j in range(m):
-                acc[j] += g[j] * var[j]
+            features(model, b1, work, phi)
+            for i in range(nfeat):
+                phisum[i] += phi[i]
         else:  # REBAR
             fill_uniform(state, v, m)
             lq = 0.0
@@ -356,6 +475,10 @@ def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts):
             w = fb - eta * ft
             for j in range(m):
                 acc[j] += w * (b1[j] - pi[j]) + eta * ((g[j] - theta[j]) * dz[j] - (gt[j] - theta[j]) * dzt[j])
+    if method == STRAIGHT_THROUGH:
+        grad_of(model, phisum, float(n), g)
+        for j in range(m):
+            acc[j] = g[j] * var[j]
     for j in range(m):
         parts[unit, j] = acc[j]
 
@@ -374,26 +497,39 @@ def _combine(parts, R, n_chunks, K):
 
 
 @njit(cache=True, parallel=True)
-def _means_parallel(model, q, method, tau, eta, key, K, R, nwork):
+def _means_parallel(model, q, method, tau, eta, key, K, R, nwork, nfeat):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, q.theta.shape[0]))
     for unit in prange(R * n_chunks):
-        run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts)
+        run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, nfeat, parts)
     return _combine(parts, R, n_chunks, K)
 
 
 @njit(cache=True)
-def _means_serial(model, q, method, tau, eta, key, K, R, nwork):
+def _means_serial(model, q, method, tau, eta, key, K, R, nwork, nfeat):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, q.theta.shape[0]))
     for unit in range(R * n_chunks):
-        run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, parts)
+        run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, nfeat, parts)
     return _combine(parts, R, n_chunks, K)
+
+
+def _work_size(model):
+    """(scratch length, feature length) of a model: (2 D, D) for SBNModel, (C, C) for MPModel."""
+    if isinstance(model, SBNModel):
+        return 2 * model.WT.shape[1], model.WT.shape[1]
+    return model.base.shape[0], model.base.shape[0]
+
+
+def evaluate_rows(model, Z):
+    """(log p(x, z) (n,), grad_z log p(x, z) (n, m)) of every row of Z (float64, C-contiguous)
+    by the kernels' model functions -- for checking them against the problems' formulas."""
+    return _evaluate_rows(model, Z, _work_size(model)[0])
 
 
 def means(model, q, method, tau, eta, key, K, R):
     """(R, m) per-replicate averages of the per-sample terms of ``method`` (a name
     of ``CODES``).  ``model``: an ``SBNModel`` or ``MPModel``; ``q``: a ``BernoulliQ``."""
-    nwork = model.WT.shape[1] if isinstance(model, SBNModel) else model.base.shape[0]
+    nwork, nfeat = _work_size(model)
     run = _means_serial if use_serial(K, R) else _means_parallel
-    return run(model, q, CODES[method], float(tau), float(eta), np.uint64(key), int(K), int(R), int(nwork))
+    return run(model, q, CODES[method], float(tau), float(eta), np.uint64(key), int(K), int(R), nwork, nfeat)
