@@ -37,6 +37,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .figures import jensen_gap_vs_kl
+from . import claims_digits
 
 __all__ = [
     "CLAIMS_JSON",
@@ -473,4 +474,6 @@ def claim_figure(claim):
         return reparam_variance_figure(t["variance"])
     if kind == "training":
         return training_figure(t["curves"], t.get("steps"), n)
+    if kind in claims_digits.FIGURES:  # the digits claims' figures (reports/claims_digits.py)
+        return claims_digits.FIGURES[kind](t, n)
     raise ValueError(f"claim: unknown figure kind {kind!r} for claim {claim.get('id')!r}")

@@ -32,6 +32,15 @@ The claims (ids in ``CLAIM_IDS`` order):
     The score-function encoder gradient needs more steps than the
     reparameterization gradient at equal K -- measured on a small problem
     (D = 5, d = 2, the VAE claim's size) and on a larger one (D = 20, d = 5).
+``vae_learns_digits``
+    ``vae_learns`` on the real digits: PPCA for d = 2, 5, 10 (exact held-out
+    log-likelihoods), the amortized VAE and SVI with reparam and score_loo.
+``analytic_kl_variance``
+    The ELBO with KL(q || p(z)) in closed form has a lower variance than the
+    all-Monte-Carlo ELBO (exact variances, on the digits' PPCA decoder).
+``beta_vae`` / ``principal_axes``
+    The beta-VAE optimum against PPCA's; decoder columns along the principal
+    components and the collapse of the dimensions below beta sigma^2 (digits).
 
 Layout: one module per claim (``bench/claims/<claim>.py``) holding its
 settings per mode (``SETTINGS = {"full": {group: dict}, "smoke": {...}}``),
@@ -66,12 +75,15 @@ import numpy as np
 from .. import storage
 
 from . import (
+    analytic_kl,
+    beta_vae,
     elbo_plus_kl,
     lecture_question,
     reparam_variance,
     score_steps,
     single_sample_bias,
     uniform_vs_is,
+    vae_digits,
     vae_learns,
 )
 from ._common import (  # noqa: F401  (re-exported: the helpers' public home is bench.claims)
@@ -125,6 +137,9 @@ MODULES = (
     reparam_variance,
     vae_learns,
     score_steps,
+    vae_digits,
+    analytic_kl,
+    beta_vae,
 )
 
 
