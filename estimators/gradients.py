@@ -38,9 +38,11 @@ score        sum_k w~_k s_k
 dreg         sum_k (w~_k - w~_k^2) d log w_k/dz . dz/dphi        (RWS-DReG; reparameterizable q)
 ============ ======================================================================
 
-Binary latents under a ``Bernoulli`` q, objective "elbo" only, served by the
-NumPy implementation in ``estimators.discrete_gradients`` (its docstring has
-the equations; ``Method.numpy``): "arm", "disarm", "rebar" (options
+Binary latents under a ``Bernoulli`` q, objective "elbo" only, served by
+``estimators.discrete_gradients`` (its docstring has the equations;
+``Method.numpy``) -- compiled (``estimators._kernels.discrete``) on
+SigmoidBeliefNet and MissingPixels, vectorised NumPy on any other binary
+problem: "arm", "disarm", "rebar" (options
 temperature, eta) -- unbiased -- and the biased relaxations "gumbel_softmax"
 (option temperature) and "straight_through", which need the problem's relaxed
 log-joint ``p.grad_log_joint_relaxed(x, z)`` (and REBAR ``p.log_joint_relaxed``).
@@ -286,10 +288,11 @@ class Method:
     whether q must be reparameterizable, the smallest K, and the estimator
     function of each objective it supports.
 
-    ``numpy``: the method is served by a vectorised NumPy implementation
-    (``estimators.discrete_gradients``) instead of the compiled driver; its
-    objective functions are called as ``fn(p, x, q, K, R, key, **options)``
-    and ``mode`` is None.  ``options``: the method options it takes
+    ``numpy``: the method is served by ``estimators.discrete_gradients``
+    instead of the gradient driver's sums -- its own compiled kernels on
+    SigmoidBeliefNet and MissingPixels, its vectorised NumPy implementation on
+    any other binary problem; its objective functions are called as
+    ``fn(p, x, q, K, R, key, **options)`` and ``mode`` is None.  ``options``: the method options it takes
     (``gradient(..., **options)``), with their defaults."""
 
     mode: int | None
@@ -306,7 +309,8 @@ METHODS = {
     "reparam": Method(gd.REPARAM, True, 1, {"elbo": _pathwise_elbo, "iwae": _pathwise_iwae}),
     "stl": Method(gd.STL, True, 1, {"elbo": _pathwise_elbo, "iwae": _pathwise_iwae}),
     "dreg": Method(gd.STL, True, 1, {"elbo": _pathwise_elbo, "iwae": _dreg_iwae, "wake": _wake_dreg}),
-    # binary latents under a Bernoulli q (NumPy; estimators.discrete_gradients has each equation)
+    # binary latents under a Bernoulli q (estimators.discrete_gradients has each equation; compiled on
+    # SigmoidBeliefNet / MissingPixels, NumPy elsewhere)
     "arm": Method(None, False, 1, {"elbo": dg.arm_elbo}, numpy=True),
     "disarm": Method(None, False, 1, {"elbo": dg.disarm_elbo}, numpy=True),
     "rebar": Method(None, False, 1, {"elbo": dg.rebar_elbo}, numpy=True, options={"temperature": 0.5, "eta": 1.0}),
