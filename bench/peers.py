@@ -52,6 +52,7 @@ PEER_NAMES = ("numpy", "jax", "torch")
 #: samples_per_s, ratio, algorithm, agreement_z at least) and the text to print.
 #: ``--sections NAME ...`` runs only those (``main`` is the table above).
 SECTIONS = {}
+SECTIONS["sequential"] = "bench.peers_sequential"  # the bootstrap particle filter vs NumPy and `particles`
 
 
 # --------------------------------------------------------------------------- problems
@@ -104,6 +105,15 @@ def gaussian_mixture_work(C=20, D=20, seed=0):
 
 class Ours:
     name = "evidence-bench"
+    algorithms = {
+        "is_lg": "numba, all threads, (replicate, 16384-chunk) units with their own xoshiro256** streams; per "
+                 "256-sample block: ziggurat normals, z = loc + scale u, log p(x, z) by D x d dot products, a "
+                 "streaming log-sum-exp (one exp per sample)",
+        "grad_lg": "the same draws; per sample one pass gives r = x - b - W z, g = -z + W^T Psi^-1 r and log w; "
+                   "S = (g, g u scale + 1) summed per replicate (pathwise gradient, no autodiff)",
+        "is_gm": "numba, all threads: a uniform and a Walker alias draw per sample (O(1)), counted per category; "
+                 "per 256-sample block C exps over the counts (the counting fold)",
+    }
 
     def __init__(self, lg, gm):
         self.lg, self.gm = lg, gm
@@ -128,6 +138,12 @@ class NumpyPeer:
     """Idiomatic NumPy: one (R, K, d) draw, matrix products, scipy's logsumexp."""
 
     name = "numpy"
+    algorithms = {
+        "is_lg": "one (R, K, d) standard_normal draw (PCG64 ziggurat), z @ W.T by BLAS, scipy logsumexp over K",
+        "grad_lg": "the same draws and products; the analytic pathwise gradient (resid / psi) @ W - z, means over K",
+        "is_gm": "inverse-CDF categorical draws (searchsorted of uniforms: rng.choice's draws), one bincount "
+                 "per chunk of replicates, logsumexp over the C categories weighted by the counts",
+    }
     MAX_ELEMENTS = 1 << 25  # beyond this many doubles per draw, loop over replicates
 
     def _rows(self, R, K, d):
@@ -171,16 +187,36 @@ class NumpyPeer:
         return out
 
     def is_gm(self, a, K, R, seed):
+        # K categorical draws per replicate by the inverse CDF (the draws of
+        # rng.choice(C, p=probs)), counted per category with one bincount; the
+        # log-sum-exp then runs over the C categories weighted by their counts
         rng = np.random.default_rng(seed)
-        log_w = a["table"] - np.log(a["probs"])
-        k = rng.choice(a["probs"].shape[0], size=(R, K), p=a["probs"])
-        return logsumexp(log_w[k], axis=1) - np.log(K)
+        probs = a["probs"]
+        C = probs.shape[0]
+        log_w = a["table"] - np.log(probs)
+        cdf = np.cumsum(probs)
+        cdf /= cdf[-1]
+        out = np.empty(R)
+        per = max(1, self.MAX_ELEMENTS // K)
+        for s in range(0, R, per):
+            e = min(R, s + per)
+            k = np.searchsorted(cdf, rng.random((e - s, K)), side="right")
+            np.minimum(k, C - 1, out=k)
+            k += np.arange(e - s)[:, None] * C
+            counts = np.bincount(k.ravel(), minlength=(e - s) * C).reshape(e - s, C)
+            out[s:e] = logsumexp(log_w, b=counts, axis=1) - np.log(K)
+        return out
 
 
 class JaxPeer:
     """Idiomatic JAX: jit-compiled, float64, autodiff for the gradient."""
 
     name = "jax"
+    algorithms = {
+        "is_lg": "jit (XLA CPU, float64): one (R, K, d) threefry normal draw, matmul, logsumexp",
+        "grad_lg": "jit: jax.grad of the mean log-weight, vmapped over replicates (autodiff)",
+        "is_gm": "jit: jax.random.choice with p (inverse CDF), bincount per replicate, weighted logsumexp over C",
+    }
 
     def __init__(self):
         import jax
@@ -234,9 +270,12 @@ class JaxPeer:
         else:
 
             def f(a, seed):
-                logits = jnp.log(a["probs"])
-                k = jax.random.categorical(jax.random.PRNGKey(seed), logits, shape=(R, K))
-                return jlse((a["table"] - logits)[k], axis=1) - jnp.log(K)
+                # inverse-CDF draws (jax.random.choice with p), counted per category
+                C = a["probs"].shape[0]
+                k = jax.random.choice(jax.random.PRNGKey(seed), C, shape=(R, K), p=a["probs"])
+                flat = (k + C * jnp.arange(R)[:, None]).ravel()
+                counts = jnp.bincount(flat, length=R * C).reshape(R, C)
+                return jlse(a["table"] - jnp.log(a["probs"]), b=counts, axis=1) - jnp.log(K)
 
         self._cache[key] = jax.jit(f)
         return self._cache[key]
@@ -259,6 +298,11 @@ class TorchPeer:
     """Idiomatic PyTorch: float64 tensors on the CPU, autograd for the gradient."""
 
     name = "torch"
+    algorithms = {
+        "is_lg": "float64 CPU tensors (intra-op threads): one randn draw, matmul, logsumexp, no_grad",
+        "grad_lg": "autograd backward of the mean log-weight, one parameter copy per replicate",
+        "is_gm": "torch.multinomial with replacement, bincount per replicate, logsumexp over C of log w + log counts",
+    }
 
     def __init__(self):
         import torch
@@ -310,8 +354,12 @@ class TorchPeer:
         t = self._t(a)
         gen = torch.Generator().manual_seed(seed)
         log_w = t["table"] - torch.log(t["probs"])
+        C = log_w.shape[0]
         k = torch.multinomial(t["probs"], R * K, replacement=True, generator=gen).reshape(R, K)
-        return (torch.logsumexp(log_w[k], dim=1) - math.log(K)).numpy()
+        k += C * torch.arange(R)[:, None]
+        counts = torch.bincount(k.reshape(-1), minlength=R * C).reshape(R, C).to(torch.float64)
+        # log sum_c counts_c w_c; a zero count contributes log 0 = -inf
+        return (torch.logsumexp(log_w + torch.log(counts), dim=1) - math.log(K)).numpy()
 
 
 _PEER_CLASSES = {"numpy": NumpyPeer, "jax": JaxPeer, "torch": TorchPeer}
@@ -423,54 +471,171 @@ def run_peers(Ks=DEFAULT_KS, peers=PEER_NAMES, repeats=5, progress=None):
 
 # --------------------------------------------------------------------------- machine limits
 
+#: the primitives a ceiling is built from, with what each rate counts
+PRIMITIVES = {
+    "normals": "ziggurat normals (rng.fill_normal, BLOCK * d buffers)",
+    "fma": "multiply-adds (the best of the kernel's own log_joint_rows loop and threads x one-thread BLAS dgemm)",
+    "exps": "exps of the log-sum-exp fold (reduce.fold_block's loop)",
+    "categorical": "categorical draws and counts (a uniform, a Walker alias draw, a count)",
+    "uniforms": "xoshiro256** uniforms (rng.fill_uniform)",
+}
 
-def _limit_kernels():
-    from estimators.machine import limit_kernels
 
-    return limit_kernels()
+def work_model(work, K, D=20, d=20, C=20):
+    r"""{primitive: count per sample}: the irreducible work of one sample of our
+    kernel for ``work``, counted from its algorithm (``estimators._kernels``).
+
+    ``is_lg`` (``linear_gaussian.block`` + ``reduce.fold_block``), diagonal q:
+    d normals u; multiply-adds z = loc + scale u (d), |z|^2 (d), r = x - b - W z
+    (D d), sum_i r_i^2 / psi_i (2 D), |u|^2 (d), and the fold's s += e,
+    s2 += e^2 (2): D d + 2D + 3d + 2 = 502 at D = d = 20; one exp e = exp(l - m).
+
+    ``grad_lg`` (``gradient_affine.block``, REPARAM, + ``gradient_driver.fold_sums``
+    with the sum of S only): d normals; multiply-adds z (d), r (D d),
+    r_i / psi_i (D), g = -z + W^T Psi^-1 r (D d), |z|^2 (d), the quadratic form
+    (2D), |u|^2 (d), the log-scale part g_j u_j sigma_j + 1 (2d), sum_k S_k
+    (2d), S1 and Srest (2): 2 D d + 3D + 7d + 2 = 1002; one exp.
+
+    ``is_gm`` (``categorical.draw_and_fold``, the counting fold): one categorical
+    draw and one count per sample (a uniform, ``categorical.draw``, an add);
+    then per replicate at least the C exps of the fold over the categories,
+    C / K per sample.  (The kernel folds its counts per 256-sample block, so it
+    spends C exps per block: more than this minimum, which is why it is the
+    ceiling.)
+    """
+    if work == "is_lg":
+        return {"normals": d, "fma": D * d + 2 * D + 3 * d + 2, "exps": 1}
+    if work == "grad_lg":
+        return {"normals": d, "fma": 2 * D * d + 3 * D + 7 * d + 2, "exps": 1}
+    if work == "is_gm":
+        return {"categorical": 1, "exps": C / K}
+    raise ValueError(f"work: unknown work {work!r}; expected is_lg, grad_lg or is_gm")
 
 
-def machine_limits(seconds_target=0.3):
-    """Measured rates on all threads: normals/s (our ziggurat), multiply-adds/s
-    (20 x 20 matrix-vector products laid out for vertical SIMD FMAs: the best
-    the cores do for this arithmetic) and exps/s (with their uniform draws)."""
+def ceiling(work, K, limits, D=20, d=20, C=20):
+    r"""(ceiling samples/s, sequential samples/s, binding primitive) for ``work`` at K.
+
+    Per sample, primitive i costs at least :math:`t_i = n_i / \rho_i` seconds
+    (n_i from ``work_model``, \rho_i the machine's peak rate of it from
+    ``machine_limits``, all threads).  Whatever the overlap of the units that
+    execute them, a sample takes at least :math:`\max_i t_i`, so
+
+    .. math:: \text{ceiling} = 1 / \max_i t_i \qquad \text{(an upper bound)}
+
+    and if the primitives ran one after another (the kernels' phases do: a
+    block's draws, then its arithmetic, then its fold) it would take
+    :math:`\sum_i t_i`: ``sequential`` = 1 / sum, an estimate, not a bound (the
+    cores overlap integer RNG work with floating-point work)."""
+    rates = {"normals": limits["normals_per_s"], "fma": limits["fma_per_s"], "exps": limits["exp_per_s"],
+             "categorical": limits["categorical_per_s"], "uniforms": limits["uniforms_per_s"]}
+    times = {name: n / rates[name] for name, n in work_model(work, K, D, d, C).items()}
+    bound = max(times, key=times.get)
+    return 1.0 / times[bound], 1.0 / sum(times.values()), bound
+
+
+def _best_rate(fn, work_items, repeats):
+    """work_items / (the fastest of ``repeats`` timed calls of fn()), after a warm-up."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return work_items / best
+
+
+def blas_fma_rate_one_thread(repeats=5, m=256):
+    """Multiply-adds/s of one thread of BLAS dgemm (m x m times m x m, m^3 of
+    them), BLAS held to one thread (threadpoolctl): the best this arithmetic
+    runs on one core, without the synchronisation of BLAS's own threads,
+    which a busy machine makes erratic."""
+    from threadpoolctl import threadpool_limits
+
+    gen = np.random.default_rng(1)
+    A, B = gen.standard_normal((m, m)), gen.standard_normal((m, m))
+    out = np.empty((m, m))
+    with threadpool_limits(limits=1):
+        return _best_rate(lambda: np.matmul(A, B, out=out), m**3, repeats)
+
+
+def machine_limits(scale=1.0, repeats=5):
+    """The machine's peak rates of the kernels' primitives on all threads:
+    normals/s, uniforms/s, categorical draws and counts/s, exps/s and
+    multiply-adds/s (the larger of the kernel's own ``log_joint_rows`` loop and
+    BLAS dgemm, ``blas_fma_rate_one_thread``).  Each is the best of ``repeats``
+    one-thread runs of its limit kernel (``estimators.machine``), times the
+    number of threads (an upper bound on the all-thread rate: see
+    ``estimators.machine``).  ``scale`` shrinks the sizes (the tests use 0.1).
+
+    The fastest run, not the median: a peak is what the hardware allows, and a
+    ceiling computed from it bounds the kernels even when the machine is busy."""
     import numba
 
+    from estimators import machine
+
     threads = numba.get_num_threads()
-    normals, matvecs, exps = _limit_kernels()
-    W = np.random.default_rng(0).standard_normal((20, 20)) * 1e-2
-    normals(4096, threads)
-    matvecs(W, 10, threads)
-    exps(4096, threads)
-    n = 1 << 22
-    t = time.perf_counter()
-    normals(n, threads)
-    normal_rate = threads * (n // 4096 * 4096) / (time.perf_counter() - t)
-    passes = 1 << 10
-    t = time.perf_counter()
-    matvecs(W, passes, threads)
-    fma_rate = threads * passes * 128 * W.size / (time.perf_counter() - t)
-    t = time.perf_counter()
-    exps(n, threads)
-    exp_rate = threads * (n // 4096 * 4096) / (time.perf_counter() - t)
-    return dict(threads=threads, normals_per_s=normal_rate, fma_per_s=fma_rate, exp_per_s=exp_rate)
+    k = machine.limit_kernels()
+    D = d = 20
+    width = machine.BLOCK * d
+    # sizes: each timed run is about 5-20 ms on an idle core
+    n = max(width, int(scale * (1 << 22)) // width * width)
+    lw_block = -np.linspace(0.0, 3.0, machine.BLOCK)
+    gen = np.random.default_rng(0)
+    W = gen.standard_normal((D, d)) * 0.1
+    z = gen.standard_normal((machine.BLOCK, d))
+    xb, inv_psi = gen.standard_normal(D), np.ones(D)
+    keep, alias = machine.alias_table(gaussian_mixture_work().arrays["probs"])
+    passes = max(1, int(scale * 400))
+    blocks = n // machine.BLOCK * machine.BLOCK
+    normals = _best_rate(lambda: k["normals"](n, width), n, repeats)
+    uniforms = _best_rate(lambda: k["uniforms"](4 * n), 4 * blocks, repeats)
+    categorical = _best_rate(lambda: k["categorical_counts"](2 * n, keep, alias), 2 * blocks, repeats)
+    exps = _best_rate(lambda: k["exps"](20 * passes, lw_block), 20 * passes * machine.BLOCK, repeats)
+    fma_layout = _best_rate(lambda: k["log_joint_rows"](passes, z, xb, W, inv_psi),
+                            passes * machine.BLOCK * (D * d + 2 * D + d), repeats)
+    fma_blas = blas_fma_rate_one_thread(repeats)
+    per_thread = dict(normals_per_s=normals, uniforms_per_s=uniforms, categorical_per_s=categorical,
+                      exp_per_s=exps, fma_layout_per_s=fma_layout, fma_blas_per_s=fma_blas,
+                      fma_per_s=max(fma_layout, fma_blas))
+    return dict(threads=threads, **{key: threads * rate for key, rate in per_thread.items()})
 
 
-def kernel_fraction(df, limits, D=20, d=20):
-    """The share of the machine's limit each of our rows reaches: for one
-    LinearGaussian sample the kernel must draw d normals and do about
-    D*d + 2D + 2d multiply-adds (plus one exp for the log-sum-exp); a
-    mixture sample needs one uniform and one exp.  fraction = predicted
-    time / measured time."""
+def kernel_fraction(df, limits, D=20, d=20, C=20):
+    """Our rows with their ceilings (``ceiling``): columns limit_samples_per_s
+    (the ceiling: an upper bound), sequential_samples_per_s (the primitives one
+    after another), bound (the primitive that sets the ceiling) and
+    fraction_of_limit = samples_per_s / ceiling, at most 1 unless the model
+    is wrong."""
     ours = df[df.implementation == Ours.name].copy()
-    per_sample = {
-        "is_lg": d / limits["normals_per_s"] + (D * d + 2 * D + 2 * d) / limits["fma_per_s"] + 1 / limits["exp_per_s"],
-        "grad_lg": d / limits["normals_per_s"] + (2 * D * d + 4 * D + 6 * d) / limits["fma_per_s"] + 1 / limits["exp_per_s"],
-        "is_gm": 1 / limits["exp_per_s"],
-    }
-    ours["limit_samples_per_s"] = ours.work.map(lambda w: 1.0 / per_sample[w])
+    cells = [ceiling(w, K, limits, D, d, C) for w, K in zip(ours.work, ours.K)]
+    ours["limit_samples_per_s"] = [c[0] for c in cells]
+    ours["sequential_samples_per_s"] = [c[1] for c in cells]
+    ours["bound"] = [c[2] for c in cells]
     ours["fraction_of_limit"] = ours.samples_per_s / ours.limit_samples_per_s
     return ours
+
+
+def format_derivation(limits, K=10**4, D=20, d=20, C=20):
+    """The lines that show how each work's ceiling follows from the rates."""
+    rates = {"normals": limits["normals_per_s"], "fma": limits["fma_per_s"], "exps": limits["exp_per_s"],
+             "categorical": limits["categorical_per_s"], "uniforms": limits["uniforms_per_s"]}
+    lines = [
+        f"\nmachine peak rates ({limits['threads']} threads x the best one-thread run of estimators.machine's "
+        "limit kernels):",
+        f"  {limits['normals_per_s']:.3g} normals/s, {limits['uniforms_per_s']:.3g} uniforms/s, "
+        f"{limits['categorical_per_s']:.3g} categorical draws+counts/s, {limits['exp_per_s']:.3g} exps/s, "
+        f"{limits['fma_per_s']:.3g} multiply-adds/s (kernel loop {limits['fma_layout_per_s']:.3g}, "
+        f"BLAS dgemm {limits['fma_blas_per_s']:.3g})",
+        "ceiling = 1 / max_i (n_i / rate_i) per sample (an upper bound whatever the overlap); "
+        "sequential = 1 / sum_i (n_i / rate_i):",
+    ]
+    for work in ("is_lg", "grad_lg", "is_gm"):
+        model = work_model(work, K, D, d, C)
+        terms = ", ".join(f"{n:g} {name} -> {n / rates[name] * 1e9:.3g} ns" for name, n in model.items())
+        top, seq, bound = ceiling(work, K, limits, D, d, C)
+        lines.append(f"  {work:8s} per sample (K={K:g}): {terms}; ceiling {top:.3g}/s ({bound}), "
+                     f"sequential {seq:.3g}/s")
+    return lines
 
 
 def format_table(df, notes, limits=None):
@@ -487,16 +652,22 @@ def format_table(df, notes, limits=None):
                 ratio = "" if np.isnan(r.ratio) else f" ({r.ratio:4.1f}x)"
                 cells.append(f"{r.samples_per_s:12.3g}{ratio:>8}")
             lines.append(f"{K:>9} {int(row.R.iloc[0]):>6} " + " ".join(f"{c:>20}" for c in cells))
+        for name in impls:
+            cls = _PEER_CLASSES.get(name, Ours if name == Ours.name else None)
+            if cls is not None and work in getattr(cls, "algorithms", {}):
+                lines.append(f"  algorithm, {name}: {cls.algorithms[work]}")
         agree = block.groupby("implementation", sort=False).agreement_z.first()
         lines.append("agreement with the exact answer, max |z| (< 5 = same work): " + ", ".join(f"{k} {v:.2f}" for k, v in agree.items()))
     if limits is not None:
-        lines.append(
-            f"\nmachine limit ({limits['threads']} threads): {limits['normals_per_s']:.3g} normals/s, "
-            f"{limits['fma_per_s']:.3g} multiply-adds/s, {limits['exp_per_s']:.3g} exps/s"
-        )
+        lines.extend(format_derivation(limits))
         frac = kernel_fraction(df, limits)
+        lines.append("our kernels against their ceilings:")
         for (work, K), r in frac.set_index(["work", "K"]).iterrows():
-            lines.append(f"  {work:8s} K={K:<8d} {r.samples_per_s:10.3g} of a limit of {r.limit_samples_per_s:10.3g} samples/s = {r.fraction_of_limit:5.0%}")
+            lines.append(
+                f"  {work:8s} K={K:<8d} {r.samples_per_s:10.3g} of a ceiling of {r.limit_samples_per_s:10.3g} "
+                f"samples/s ({r.bound}) = {r.fraction_of_limit:5.0%}   (sequential estimate "
+                f"{r.sequential_samples_per_s:.3g}: {r.samples_per_s / r.sequential_samples_per_s:4.0%})"
+            )
     for note in notes:
         lines.append("note: " + note)
     lines.append(f"threads: NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")

@@ -1,69 +1,53 @@
-"""The machine's peak rates of the kernels' primitives, for ``python -m bench
+r"""The machine's peak rates of the kernels' primitives, for ``python -m bench
 peers``: the part of the throughput comparison that must run the kernels'
-own random-number generator, so it lives beside the kernels (nothing outside
-``estimators`` imports ``estimators._kernels``)."""
+own random-number generator and loops, so it lives beside the kernels
+(nothing outside ``estimators`` imports ``estimators._kernels``).
+
+Each limit kernel (``estimators._kernels.limits.rates``) runs ONE primitive of
+the compiled kernels, alone, on one thread, in the kernels' own layout -- a
+stream seeded as the driver seeds a unit (``seed_state``), the work in
+``driver.BLOCK``-sized buffers -- and returns a checksum:
+
+``normals(n, width)``
+    ziggurat normals (``rng.fill_normal``) into a buffer of ``width`` doubles:
+    the linear-Gaussian kernels draw BLOCK * d normals per block this way.
+``uniforms(n)``
+    xoshiro256** doubles (``rng.fill_uniform``) in BLOCK-sized buffers.
+``categorical_counts(n, keep, alias)``
+    the mixture kernel's per-sample work and nothing else: a BLOCK of uniforms,
+    then per uniform one alias draw (``categorical.draw``) and one count; the
+    counts are folded once, not per block.  The categorical-draw ceiling.
+``log_joint_rows(passes, z, xb, W, inv_psi)``
+    the linear-Gaussian kernel's own arithmetic (``linear_gaussian.log_joint_rows``)
+    on a fixed BLOCK of z rows: D d + 2 D + d multiply-adds per row.
+``exps(passes, lw)``
+    the log-sum-exp fold's exps (``reduce.fold_block``'s loop: e = exp(l - m),
+    s += e, s2 += e e) over a BLOCK of log-weights.
+
+``bench.peers.machine_limits`` times each on one thread and multiplies by the
+number of threads: a core runs a primitive at least as fast alone as when it
+shares the machine, so the product bounds what all threads reach (it is
+exact on idle independent cores, and a one-thread timing is not held up by a
+second thread that a busy machine has descheduled).  The multiply-add peak
+is the larger of ``log_joint_rows``' rate and one thread of BLAS dgemm, the
+best any code reaches, so a model that divides by it bounds any arrangement
+of the arithmetic.  The kernels are cached in their own subpackage, whose
+cache is cleared whenever a kernel source changes.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
-
+from ._kernels.categorical import alias_table
+from ._kernels.driver import BLOCK
+from ._kernels.limits import rates as _rates
 from ._kernels.linear_gaussian import SAFE_FASTMATH
-from ._kernels.rng import fill_normal, fill_uniform, seed_state
 
-__all__ = ["limit_kernels", "SAFE_FASTMATH"]
+__all__ = ["limit_kernels", "alias_table", "BLOCK", "SAFE_FASTMATH", "NAMES"]
+
+#: the limit kernels, in ``estimators._kernels.limits.rates``
+NAMES = ("normals", "uniforms", "categorical_counts", "log_joint_rows", "exps")
 
 
 def limit_kernels():
-    """(normals, matvecs, exps): numba functions that measure the machine's peak
-    rates of the kernels' primitives with the kernels' own generator and layout:
-    ``normals(n_per_thread, threads)`` (ziggurat normals), ``matvecs(W, passes,
-    threads)`` (multiply-adds of W z over 128-vector blocks), ``exps(n_per_thread,
-    threads)``.  Compiled on first use (not cached)."""
-    @njit(parallel=True, cache=False)
-    def normals(n_per_thread, threads):
-        total = 0.0
-        for t in prange(threads):
-            state = np.empty(4, dtype=np.uint64)
-            seed_state(state, 99, t, 0)
-            buf = np.empty(4096)
-            for _ in range(n_per_thread // 4096):
-                fill_normal(state, buf, 4096)
-                total += buf[0]
-        return total
-
-    @njit(parallel=True, cache=False, fastmath=SAFE_FASTMATH)
-    def matvecs(W, passes, threads):
-        # the machine's best case for W z over a block of 128 vectors: samples in
-        # the innermost loop, so every multiply-add is a vertical SIMD FMA
-        D, d = W.shape
-        total = 0.0
-        for t in prange(threads):
-            Zt = np.ones((d, 128)) * (t + 1)
-            out = np.zeros((D, 128))
-            for _ in range(passes):
-                for i in range(D):
-                    for j in range(d):
-                        w = W[i, j]
-                        for k in range(128):
-                            out[i, k] += w * Zt[j, k]
-                Zt[0, 0] = out[0, 0] * 1e-300  # keep the passes from being folded away
-            total += out.sum()
-        return total
-
-    @njit(parallel=True, cache=False)
-    def exps(n_per_thread, threads):
-        total = 0.0
-        for t in prange(threads):
-            state = np.empty(4, dtype=np.uint64)
-            seed_state(state, 7, t, 0)
-            buf = np.empty(4096)
-            acc = 0.0
-            for _ in range(n_per_thread // 4096):
-                fill_uniform(state, buf, 4096)
-                for k in range(4096):
-                    acc += np.exp(-buf[k])
-            total += acc
-        return total
-
-    return normals, matvecs, exps
+    """{name: numba function} of the limit kernels in this module's docstring."""
+    return {name: getattr(_rates, name) for name in NAMES}

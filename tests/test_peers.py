@@ -1,0 +1,95 @@
+"""bench.peers: the ceilings bound our kernels, the peers compute the same work.
+
+Speed itself is never asserted (timings belong to ``python -m bench peers``);
+what is asserted is a consequence of the model: a ceiling is an upper bound,
+so on one run's measurements no kernel may be above 100 % of it.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from bench import peers
+
+
+@pytest.fixture(scope="module")
+def works():
+    return peers.linear_gaussian_work(), peers.gaussian_mixture_work()
+
+
+def test_no_kernel_is_above_its_ceiling(works):
+    """One run, in rounds that each time the machine's peak rates (small sizes)
+    and then our three kernels at K = 1000, R = 64 (enough samples for the
+    parallel path), back to back so a busy machine loads both alike; in the
+    median round every kernel's fraction of its ceiling is <= 1."""
+    import pandas as pd
+
+    lg, gm = works
+    ours = peers.Ours(lg, gm)
+    K, R = 1000, 64
+    fractions = {w: [] for w in ("is_lg", "grad_lg", "is_gm")}
+    for _ in range(3):
+        limits = peers.machine_limits(scale=0.1, repeats=3)
+        rows = []
+        for work, w in (("is_lg", lg), ("grad_lg", lg), ("is_gm", gm)):
+            fn = getattr(ours, work)
+            seconds = peers.time_call(lambda: fn(w.arrays, K, R, 1), repeats=3, min_seconds=0.0)
+            rows.append(dict(work=work, implementation=ours.name, K=K, R=R, samples_per_s=K * R / seconds))
+        frac = peers.kernel_fraction(pd.DataFrame(rows), limits)
+        for r in frac.itertuples():
+            assert r.limit_samples_per_s <= r.sequential_samples_per_s * len(peers.work_model(r.work, K)) * (1 + 1e-12)
+            fractions[r.work].append(r.fraction_of_limit)
+    for work, values in fractions.items():
+        assert 0 < np.median(values) <= 1.0, (
+            f"{work}: fractions {values} of the ceiling; the model is wrong\n"
+            + "\n".join(peers.format_derivation(limits))
+        )
+
+
+def test_ceiling_is_the_slowest_primitive():
+    """ceiling = 1 / max_i(n_i / rate_i), sequential = 1 / sum_i: by hand for is_lg."""
+    limits = dict(threads=2, normals_per_s=4e8, uniforms_per_s=1e9, categorical_per_s=5e8, exp_per_s=2e8,
+                  fma_per_s=1e10, fma_layout_per_s=1e10, fma_blas_per_s=5e9)
+    top, seq, bound = peers.ceiling("is_lg", 1000, limits)
+    t_norm, t_fma, t_exp = 20 / 4e8, (400 + 40 + 60 + 2) / 1e10, 1 / 2e8
+    assert bound == "fma" and math.isclose(top, 1 / t_fma) and math.isclose(seq, 1 / (t_norm + t_fma + t_exp))
+    top, seq, bound = peers.ceiling("is_gm", 100, limits)
+    assert bound == "categorical" and math.isclose(top, 5e8) and math.isclose(seq, 1 / (1 / 5e8 + 0.2 / 2e8))
+
+
+def test_work_model_counts_the_kernels_work():
+    # d normals per sample; the D x d product dominates the multiply-adds; the gradient does it twice
+    assert peers.work_model("is_lg", 10, D=5, d=3) == {"normals": 3, "fma": 15 + 10 + 9 + 2, "exps": 1}
+    assert peers.work_model("grad_lg", 10, D=5, d=3) == {"normals": 3, "fma": 30 + 15 + 21 + 2, "exps": 1}
+    assert peers.work_model("is_gm", 40, C=20) == {"categorical": 1, "exps": 0.5}
+    with pytest.raises(ValueError, match="^work:"):
+        peers.work_model("is_xyz", 10)
+
+
+def test_numpy_mixture_peer_draws_choice_categories(works):
+    """The strengthened NumPy peer (inverse CDF + bincount) computes, from its
+    counts, the estimate of rng.choice's draws (an independent computation)."""
+    _, gm = works
+    K, R, seed = 500, 7, 3
+    got = peers.NumpyPeer().is_gm(gm.arrays, K, R, seed)
+    probs = gm.arrays["probs"]
+    k = np.random.default_rng(seed).choice(probs.shape[0], size=(R, K), p=probs)
+    log_w = gm.arrays["table"] - np.log(probs)
+    want = np.array([np.log(np.mean(np.exp(log_w[row]))) for row in k])
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["numpy", "jax", "torch"])
+def test_peers_agree_with_the_exact_answer(works, name):
+    if name != "numpy":
+        pytest.importorskip(name, reason=f"{name} is an optional peer (pip install -e '.[peers]')")
+    lg, gm = works
+    impl = peers._PEER_CLASSES[name]()
+    z = peers.check_agreement(impl, lg, gm, K=200, R=200)
+    assert max(z.values()) < 5, z
+
+
+def test_every_implementation_says_its_algorithm():
+    for cls in [peers.Ours, *peers._PEER_CLASSES.values()]:
+        assert set(cls.algorithms) == {"is_lg", "grad_lg", "is_gm"}, cls
