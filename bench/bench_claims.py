@@ -26,6 +26,10 @@ TABLES = {
     "vae_learns": {"curves"},
     "score_steps_small": {"steps", "curves"},
     "score_steps_large": {"steps", "curves"},
+    "vae_learns_digits": {"curves", "directions", "latent", "reconstructions"},
+    "analytic_kl_variance": {"variance"},
+    "beta_vae": {"optima", "curves"},
+    "principal_axes": {"columns", "spectrum", "images"},
 }
 
 
@@ -74,6 +78,8 @@ def _numbers_match_tables(cid, n, t):
         assert _close(n["vae_ll_below_max"], last.loc[vae, "ll_below_max"])
         assert _close(n["svi_ll_below_max"], last.loc[svi, "ll_below_max"])
         assert _close(n["vae_gap"], last.loc[vae, "gap"]) and _close(n["svi_gap"], last.loc[svi, "gap"])
+    elif cid in _DIGITS_CHECKS:
+        _DIGITS_CHECKS[cid](n, t)
     else:  # score_steps_*
         s = t["steps"]
         for method in ("reparam", "score_loo", "score"):
@@ -111,3 +117,45 @@ def test_claim(benchmark, suite, claim_id):
     _numbers_match_tables(claim_id, numbers, tables)
     benchmark.extra_info.update(verdict=entry["verdict"], mode=suite.mode,
                                 numbers={k: v for k, v in numbers.items() if isinstance(v, (int, float, bool))})
+
+
+# --------------------------------------------------------------------------- the digits claims
+def _check_vae_learns_digits(n, t):
+    last = t["curves"].sort_values("step").groupby("run", sort=False).tail(1).set_index("run")
+    for key, start in (("amortized_reparam", "amortized VAE (reparam)"), ("svi_reparam", "SVI per datapoint (reparam)")):
+        run = [r for r in last.index if r.startswith(start)][0]
+        assert _close(n[f"{key}_ll_below_max"], last.loc[run, "ll_below_max"])
+
+
+def _check_analytic_kl(n, t):
+    v = t["variance"]
+    assert _close(n["max_exact_ratio"], v["ratio"].max())
+    assert _close(n["max_abs_z_mean"], np.abs(v[["z_mean_mc", "z_mean_analytic"]].values).max())
+    assert _close(n["max_abs_z_variance"], np.abs(v[["z_var_mc", "z_var_analytic"]].values).max())
+
+
+def _check_beta_vae(n, t):
+    o = t["optima"].sort_values("beta")
+    assert _close(n["beta1_minus_ppca"], abs(o.loc[o["beta"] == 1.0, "objective"].iloc[0] - n["ppca_train_ll"]))
+    assert _close(n["max_other_ll_minus_ppca"], o.loc[o["beta"] != 1.0, "train_ll_minus_ppca"].max())
+    assert list(o["active"]) == n["active_by_beta"]
+    assert _close(n["fit_objective_below_optimum"], t["curves"].sort_values("step")["objective_below_optimum"].iloc[-1])
+
+
+def _check_principal_axes(n, t):
+    c = t["columns"]
+    act, col = c[c["active"]], c[~c["active"]]
+    assert len(act) == n["expected_active"]
+    if len(act):
+        assert _close(n["max_column_angle_deg"], act["angle_deg"].max())
+    if len(col):
+        assert _close(n["max_collapsed_kl"], col["kl"].max())
+        assert _close(n["max_collapsed_norm_ratio"], col["norm"].max() / act["optimal_norm"].min())
+
+
+_DIGITS_CHECKS = {
+    "vae_learns_digits": _check_vae_learns_digits,
+    "analytic_kl_variance": _check_analytic_kl,
+    "beta_vae": _check_beta_vae,
+    "principal_axes": _check_principal_axes,
+}
