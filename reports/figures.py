@@ -56,13 +56,19 @@ _ESTIMATOR_TEXT = {
     "importance_sampling": r"$\log\hat p(x)$ (importance sampling)",
     "elbo": r"the ELBO estimate $\frac{1}{K}\sum_k \log w_k$",
 }
+#: Okabe & Ito's colour-blind-safe palette (black last)
+OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+#: the order lines take colours in: the pale yellow last, so up to 7 series avoid it
+_PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442"]
 _METHOD_STYLE = {
-    "score": ("tab:red", "o"),
-    "score_loo": ("tab:orange", "s"),
-    "reparam": ("tab:blue", "D"),
-    "stl": ("tab:green", "^"),
-    "dreg": ("tab:purple", "v"),
+    "score": ("#D55E00", "o"),
+    "score_loo": ("#E69F00", "s"),
+    "reparam": ("#0072B2", "D"),
+    "stl": ("#009E73", "^"),
+    "dreg": ("#CC79A7", "v"),
 }
+#: (method, objective) pairs whose estimator is biased by construction, and the label that says so
+BIASED = {("stl", "iwae"): "stl (biased for iwae)"}
 
 
 def _require(df, columns, what):
@@ -86,8 +92,64 @@ def _panels(n, ncols=None, nrows=1, width=5.2, height=4.2, sharey=False):
 
 
 def _q_styles(qs):
-    cmap = matplotlib.colormaps["tab10" if len(qs) <= 10 else "tab20"]
-    return {q: (cmap(i % cmap.N), _MARKERS[i % len(_MARKERS)]) for i, q in enumerate(qs)}
+    """One (colour, marker) per q: Okabe-Ito colours and a distinct marker for
+    each of up to 12 q (colours repeat after 8, the markers tell them apart)."""
+    return {q: (_PALETTE[i % len(_PALETTE)], _MARKERS[i % len(_MARKERS)]) for i, q in enumerate(qs)}
+
+
+def _q_linestyle(styles, q):
+    """Solid for the first 8 q, dashed for those that share a colour with an earlier one."""
+    return "-" if list(styles).index(q) < len(_PALETTE) else "--"
+
+
+def _clip_to_data(ax, lo, hi, lines, notes, what, log=True):
+    """Set the y limits from the measured data [lo, hi] (with a margin) and, for
+    each reference line (label, y values) that leaves them, add a note that it is
+    clipped and how far it goes."""
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= 0 and log:
+        return
+    if log:
+        lo, hi = max(lo, hi * 1e-12), hi
+        a, b = lo / 2.5, hi * 2.5
+    else:
+        pad = 0.08 * (hi - lo if hi > lo else abs(hi) + 1.0)
+        a, b = lo - pad, hi + pad
+    ax.set_ylim(a, b)
+    for label, y in lines:
+        y = np.asarray(y, dtype=float)
+        y = y[np.isfinite(y)]
+        if y.size and (y.max() > b or y.min() < a):
+            far = y.max() if y.max() > b else y.min()
+            notes.append(f"{label}: {what} leaves the axes (reaches {far:.2g}), clipped")
+
+
+def _symlog_ticks(axis, linthresh):
+    """Major ticks of a symmetric-log axis: 0 and the powers of ten at least
+    1.5 linthresh from it (both signs), labelled 10^k / -10^k, so the labels
+    around 0 do not collide."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    lo, hi = axis.get_view_interval()
+    k0 = math.ceil(math.log10(1.5 * linthresh))
+    ticks = [0.0]
+    for k in range(k0, k0 + 40):
+        t = 10.0 ** k
+        if t <= hi:
+            ticks.append(t)
+        if -t >= lo:
+            ticks.append(-t)
+        if t > max(hi, -lo):
+            break
+    axis.set_major_locator(FixedLocator(sorted(ticks)))
+    axis.set_minor_locator(NullLocator())
+
+    def fmt(v, _):
+        if v == 0:
+            return "0"
+        k = round(math.log10(abs(v)))
+        return f"$10^{{{k}}}$" if v > 0 else f"$-10^{{{k}}}$"
+
+    axis.set_major_formatter(FuncFormatter(fmt))
 
 
 def _lower_err(y, se):
@@ -96,17 +158,22 @@ def _lower_err(y, se):
 
 
 def _note(ax, lines, inside=False):
-    """Notes (what is not drawn, and why) in a box under the axes, or inside
-    them at the lower right (``inside=True``)."""
-    if lines:
+    """Notes (what is not drawn or clipped, and why): under the x label (the
+    layout makes room for them), or inside the axes at the lower right
+    (``inside=True``)."""
+    if lines and not inside:
+        ax.annotate("\n".join(lines), xy=(0.0, 0.0), xycoords=("axes fraction", ax.xaxis.label),
+                    xytext=(0, -6), textcoords="offset points", fontsize=7, va="top", ha="left", color="0.25",
+                    annotation_clip=False)
+    elif lines:
         ax.text(
-            0.98 if inside else 0.0,
-            0.02 if inside else -0.16,
+            0.98,
+            0.02,
             "\n".join(lines),
             transform=ax.transAxes,
             fontsize=7,
-            va="bottom" if inside else "top",
-            ha="right" if inside else "left",
+            va="bottom",
+            ha="right",
             color="0.3",
             bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
         )
@@ -130,7 +197,7 @@ def variance_vs_k(df, estimator="importance_sampling"):
     fig, axes = _panels(len(problems))
     for ax, problem in zip(axes[0], problems):
         pdf = sub[sub["problem"] == problem]
-        notes, ck, drew_ref = [], [], False
+        notes, ck, drew_ref, lo, hi, refs = [], [], False, math.inf, -math.inf, []
         for q, g in pdf.groupby("q", sort=False):
             g = g.sort_values("K")
             K = g["K"].to_numpy(float)
@@ -140,10 +207,14 @@ def variance_vs_k(df, estimator="importance_sampling"):
             if not keep.any():
                 notes.append(f"{q}: variance 0 (round-off), not drawn")
                 continue
+            if (~keep).any():
+                notes.append(f"{q}: {int((~keep).sum())} point(s) with variance 0 (round-off) not drawn")
             color, marker = styles[q]
-            eb = ax.errorbar(K[keep], v[keep], yerr=_lower_err(v[keep], se[keep]), color=color, marker=marker,
-                             ms=4, lw=1.3, capsize=2, label=q)
+            err = _lower_err(v[keep], np.nan_to_num(se[keep]))
+            eb = ax.errorbar(K[keep], v[keep], yerr=err, color=color, marker=marker,
+                             ms=4.5, lw=1.3, capsize=2, label=q, ls=_q_linestyle(styles, q))
             eb.lines[0].set_gid(f"variance:{q}")
+            lo, hi = min(lo, float(np.min(v[keep] - err[0]))), max(hi, float(np.max(v[keep] + err[1])))
             ck.extend(v[keep] * K[keep])
             ref_col = "var_log_w" if estimator == "elbo" else "rel_weight_var"
             if ref_col in g:
@@ -151,6 +222,7 @@ def variance_vs_k(df, estimator="importance_sampling"):
                 ok = np.isfinite(ref) & (ref > 0)
                 if ok.any():
                     ax.plot(K[ok], ref[ok], ":", color=color, lw=1.0, gid=f"reference:{q}")
+                    refs.append((q, ref[ok]))
                     drew_ref = True
         if ck:
             c = float(np.median(ck))
@@ -161,25 +233,31 @@ def variance_vs_k(df, estimator="importance_sampling"):
                                                  else r"delta method Var$_q[w]/(Kp^2)$"))
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _clip_to_data(ax, lo, hi, refs, notes, "the exact Var/K line" if estimator == "elbo"
+                      else "the delta-method line")
         ax.set_xlabel("K (samples per estimate)")
         Rs = sorted(set(int(r) for r in pdf["R"]))
         ax.set_ylabel("variance over R = " + "/".join(str(r) for r in Rs) + " replicates")
         ax.set_title(f"{problem} ({pdf['family'].iloc[0]})" if "family" in pdf else problem)
         ax.grid(True, which="major", alpha=0.3)
         _note(ax, notes)
-        ax.legend(fontsize=7, title="q", title_fontsize=8, loc="best")
+    _legend_outside(fig, title="q")
     fig.suptitle(f"Variance of {_ESTIMATOR_TEXT.get(estimator, estimator)} vs K, per proposal q (±1 SE)")
     return fig
 
 
 def bias_vs_k(df):
-    r"""-bias of log p-hat, :math:`\log p(x) - E[\log\hat p(x)]`, vs K (log-log),
-    beside the delta-method prediction :math:`\mathrm{Var}_q[w]/(2Kp(x)^2)`
-    (column ``bias_pred`` = minus it), drawn dashed where finite.
+    r"""-bias of log p-hat, :math:`\log p(x) - E[\log\hat p(x)]`, vs K, beside
+    the delta-method prediction :math:`\mathrm{Var}_q[w]/(2Kp(x)^2)` (column
+    ``bias_pred`` = minus it), drawn dashed where finite.
 
-    Filled markers: |bias| > 2 SE; hollow: not distinguishable from 0 at 2 SE
-    (and points with a measured bias >= 0 cannot be drawn on a log axis: they
-    are counted in the panel's note).  One panel per problem, one colour per q.
+    The y axis is symmetric-log (logarithmic beyond ± the 10th percentile of
+    the panel's SEs, linear inside), so a point whose measured bias has the
+    "wrong" sign (>= 0, within noise of 0) is drawn below the zero line, not
+    dropped.  Filled markers: |bias| > 2 SE; hollow: not distinguishable from
+    0 at 2 SE.  The y limits come from the measured points ± SE; a prediction
+    line that leaves them is clipped and the panel's note says how far it
+    goes.  One panel per problem, one colour and marker per q.
     """
     _require(df, ["problem", "q", "K", "bias", "bias_se", "bias_pred", "estimator"], "bias_vs_k")
     sub = _rows(df, "importance_sampling", "bias_vs_k")
@@ -188,7 +266,7 @@ def bias_vs_k(df):
     fig, axes = _panels(len(problems))
     for ax, problem in zip(axes[0], problems):
         pdf = sub[sub["problem"] == problem]
-        notes = []
+        notes, ses, lo, hi, preds = [], [], math.inf, -math.inf, []
         for q, g in pdf.groupby("q", sort=False):
             g = g.sort_values("K")
             color, marker = styles[q]
@@ -199,38 +277,50 @@ def bias_vs_k(df):
             if np.all(np.abs(nb) <= 1e-12) and np.all(se <= 1e-12):
                 notes.append(f"{q}: bias 0 (every weight = p(x)), not drawn")
                 continue
-            pos = np.isfinite(nb) & (nb > 0)
-            sig = pos & (nb > 2 * se)
-            weak = pos & ~sig
-            if (~pos).any():
-                notes.append(f"{q}: {int((~pos).sum())} point(s) with measured bias >= 0 not drawn")
-            if pos.any():
-                eb = ax.errorbar(K[pos], nb[pos], yerr=_lower_err(nb[pos], se[pos]), color=color, marker="none",
-                                 ls="none", capsize=2, lw=1)
-                eb.lines[0].set_gid(f"measured:{q}")
-                ax.plot(K[sig], nb[sig], marker=marker, color=color, ls="none", ms=5)
-                ax.plot(K[weak], nb[weak], marker=marker, mfc="none", color=color, ls="none", ms=5)
+            ok = np.isfinite(nb)
+            if (~ok).any():
+                notes.append(f"{q}: {int((~ok).sum())} point(s) with a non-finite bias not drawn")
+            sig = ok & (np.abs(nb) > 2 * se)
+            weak = ok & ~sig
+            s_ok = np.nan_to_num(se[ok])
+            eb = ax.errorbar(K[ok], nb[ok], yerr=s_ok, color=color, marker="none", ls="none", capsize=2, lw=1)
+            eb.lines[0].set_gid(f"measured:{q}")
+            ax.plot(K[sig], nb[sig], marker=marker, color=color, ls="none", ms=5.5)
+            ax.plot(K[weak], nb[weak], marker=marker, mfc="white", color=color, ls="none", ms=5.5)
+            if ok.any():
+                lo, hi = min(lo, float(np.min(nb[ok] - s_ok))), max(hi, float(np.max(nb[ok] + s_ok)))
+                ses.extend(s_ok[s_ok > 0])
             finite_pred = np.isfinite(pred) & (pred > 0)
             if finite_pred.any():
                 ax.plot(K[finite_pred], pred[finite_pred], ls="--", color=color, lw=1.2, gid=f"prediction:{q}")
+                preds.append((q, pred[finite_pred]))
             elif np.isinf(pred).any():
                 notes.append(f"{q}: Var[w] = inf, no prediction")
             elif np.isnan(pred).all():
                 notes.append(f"{q}: Var[w] not available, no prediction")
             ax.plot([], [], marker=marker, color=color, ls="-" if finite_pred.any() else "none", label=q)
         ax.plot([], [], "k--", lw=1.2, label=r"prediction Var$[w]/(2Kp^2)$")
-        ax.plot([], [], "ko", mfc="none", ls="none", label="measured, |bias| < 2 SE")
+        ax.plot([], [], "ko", mfc="white", ls="none", label="hollow: |bias| < 2 SE")
+        ax.axhline(0.0, color="0.5", lw=0.7)
         ax.set_xscale("log")
-        if any(len(line.get_xdata()) for line in ax.lines):
-            ax.set_yscale("log")
-        else:  # every q was the posterior (bias 0): nothing to put on a log axis
-            ax.set_yticks([])
+        linthresh = float(np.percentile(ses, 10)) if ses else 1e-3
+        ax.set_yscale("symlog", linthresh=linthresh)
+        if np.isfinite(lo):
+            # symmetric-log limits: a margin in log units beyond the data, 0 always in view
+            a = min(lo, 0.0)
+            b = max(hi, 0.0)
+            ax.set_ylim(a * 2.5 if a < -linthresh else a - linthresh, b * 2.5 if b > linthresh else b + linthresh)
+            ymin, ymax = ax.get_ylim()
+            _symlog_ticks(ax.yaxis, linthresh)
+            for q, y in preds:
+                if y.max() > ymax:
+                    notes.append(f"{q}: the prediction leaves the axes (reaches {y.max():.2g}), clipped")
         ax.set_xlabel("K (samples per estimate)")
-        ax.set_ylabel(r"$\log p(x) - E[\log \hat p(x)]$  (±1 SE)")
+        ax.set_ylabel(r"$\log p(x) - E[\log \hat p(x)]$  (±1 SE; symlog)")
         ax.set_title(f"{problem} ({pdf['family'].iloc[0]})" if "family" in pdf else problem)
         ax.grid(True, which="major", alpha=0.3)
         _note(ax, notes)
-        ax.legend(fontsize=7, loc="best")
+    _legend_outside(fig, title="q")
     fig.suptitle(r"Bias of $\log\hat p(x)$ vs K: measured points and the prediction Var$_q[w]/(2K\,p(x)^2)$")
     return fig
 
@@ -294,8 +384,7 @@ def jensen_gap_vs_kl(jt, fit=None, tolerance_se=4.0):
         ax.grid(True, alpha=0.3)
         axr.grid(True, alpha=0.3)
         _note(ax, notes, inside=True)
-        ax.legend(fontsize=7, title="q", title_fontsize=8, loc="upper left")
-        axr.legend(fontsize=7, loc="upper left")
+    _legend_outside(fig, title="q")
     fig.suptitle("Jensen gap of the Monte Carlo ELBO vs the exact KL divergence (pooled over K)")
     return fig
 
@@ -330,21 +419,30 @@ def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
     for i, objective in enumerate(objectives):
         for j, problem in enumerate(problems):
             ax = axes[i, j]
+            notes = []
             g0 = sub[(sub["problem"] == problem) & (sub["objective"] == objective)]
             for method, g in g0.groupby("method", sort=False):
                 g = g.sort_values("K")
                 color, marker = _METHOD_STYLE.get(method, ("0.3", "x"))
                 yours = method.endswith("(yours)")
+                biased = BIASED.get((method, objective))
                 K = g["K"].to_numpy(float)
                 y = g[value].to_numpy(float)
                 keep = np.isfinite(y) & (y > 0)
                 if not keep.any():
+                    notes.append(f"{method}: no point with {value} > 0, not drawn")
                     continue
+                if (~keep).any():
+                    notes.append(f"{method}: {int((~keep).sum())} point(s) with {value} <= 0 not drawn")
                 yerr = _lower_err(y[keep], g[err].to_numpy(float)[keep]) if err else None
-                eb = ax.errorbar(K[keep], y[keep], yerr=yerr, color=color, marker=marker, ms=4, lw=1.3,
-                                 capsize=2, label=method, ls="--" if yours else "-",
-                                 mfc="white" if yours else color)
+                eb = ax.errorbar(K[keep], y[keep], yerr=yerr, color=color, marker=marker, ms=4.5, lw=1.3,
+                                 capsize=2, label=biased or method, ls="--" if (yours or biased) else "-",
+                                 mfc="white" if (yours or biased) else color)
                 eb.lines[0].set_gid(f"{value}:{method}")
+                if biased:  # say it on the data, not only in the legend
+                    ax.annotate("biased for " + objective, xy=(K[keep][-1], y[keep][-1]), xytext=(-8, -7),
+                                textcoords="offset points", ha="right", va="top", fontsize=7, color=color,
+                                fontstyle="italic")
             if floor and len(g0):
                 R = g0["R"].to_numpy(float)
                 Ks = np.sort(g0["K"].unique()).astype(float)
@@ -356,8 +454,8 @@ def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
             ax.set_ylabel(ylabel)
             ax.set_title(f"{problem}, objective = {objective}")
             ax.grid(True, alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7, title="method", title_fontsize=8, loc="best")
+            _note(ax, notes)
+    _legend_outside(fig, title="method")
     fig.suptitle(f"{title}, q = {q}")
     return fig
 
@@ -416,7 +514,7 @@ def throughput_vs_k(df, max_panels=6):
         ax.set_ylabel("samples per second (median over q)")
         ax.set_title(f"{problem} ({pdf['family'].iloc[0]})" if "family" in pdf else problem)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6, ncol=1 if n_lines < 8 else 2, loc="lower right")
+    _legend_outside(fig, title="estimator")
     more = f"\n({left_out} more problems in the table)" if left_out else ""
     fig.suptitle("Throughput vs K: K·R samples per second of one timed call per cell (compilation excluded)" + more)
     return fig
@@ -424,8 +522,6 @@ def throughput_vs_k(df, max_panels=6):
 
 # --------------------------------------------------------------------------- estimators side by side
 
-#: Okabe & Ito's colour-blind-safe palette (black last)
-OKABE_ITO = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 _TARGET_TEXT = {
     "log_marginal": r"estimators of $\log p(x)$",
     "elbo": "estimators of the ELBO",
@@ -652,7 +748,7 @@ def _legend_outside(fig, ax_or_axes=None, title=None, ncol=1):
                 labels.append(label)
     if handles:
         fig.legend(handles, labels, loc="outside right center", fontsize=7, title=title, title_fontsize=8,
-                   ncol=ncol)
+                   ncol=max(ncol, 1 + len(handles) // 19))
 
 
 def _style(i):

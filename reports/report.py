@@ -40,6 +40,7 @@ from . import claims as C
 from . import figures as F
 from . import labels as L
 from . import figures_trust
+from . import figures_peers
 
 __all__ = ["build_report", "render_documents", "load_results", "unreliable_mask", "BENCHMARK_JSON", "FIGURE_SECTIONS"]
 
@@ -50,6 +51,7 @@ BENCHMARK_JSON = "pytest-benchmark.json"
 #: report with one line here.  A provider returns [] when its rows are absent.
 FIGURE_SECTIONS = [
     figures_trust.trust_specs,
+    figures_peers.peers_specs,
 ]
 _DPI = 130
 
@@ -71,6 +73,7 @@ def load_results(results_dir):
     f = d / BENCHMARK_JSON
     out["pytest_benchmark"] = json.loads(f.read_text()) if f.is_file() else None
     out["claims"] = C.load_claims(d)
+    out["peers"] = pd.read_parquet(d / "peers.parquet") if (d / "peers.parquet").is_file() else None
     return out
 
 
@@ -488,7 +491,8 @@ section,figure,div.claim{scroll-margin-top:1em}
 a.anchor{color:#aab;text-decoration:none;margin-left:.35em;font-weight:normal;visibility:hidden}
 h2:hover a.anchor,h3:hover a.anchor{visibility:visible}
 .glance{background:#f6f8fa;border:1px solid var(--line);border-radius:6px;padding:.8em 1.2em;margin:1em 0}
-.glance ul{margin:.3em 0;padding-left:1.2em}
+.glance ul{margin:.1em 0 .5em;padding-left:1.2em}.glance p{margin:.5em 0 .1em}
+nav#toc .v-held{color:#1e7b34;font-weight:bold}nav#toc .v-nothold{color:#b3261e;font-weight:bold}
 div.scroll{overflow-x:auto;max-width:100%}
 table.data{border-collapse:collapse;font-size:12.5px;margin:.4em 0 1.6em;font-variant-numeric:tabular-nums}
 table.data th,table.data td{border:1px solid var(--line);padding:3px 8px;vertical-align:top}
@@ -512,11 +516,14 @@ div.claim{border-left:4px solid var(--line);padding-left:1.1em;margin:2em 0}
 div.claim.held{border-left-color:#1e7b34}div.claim.nothold{border-left-color:#b3261e}
 """
 
-#: sort by a click on a header (numbers by data-v, text lexically; empty cells last), and a filter box per table
+#: sort by a click on a header (numbers by data-v, text lexically; empty cells last), and a filter box per
+#: table of 6 rows or more
 _JS = """
 (function(){
+ var FILTER_MIN=6;
  document.querySelectorAll('table.sortable').forEach(function(t){
   var tb=t.tBodies[0],rows=Array.prototype.slice.call(tb.rows);
+  if(rows.length>=FILTER_MIN){
   var box=document.createElement('div'),f=document.createElement('input'),n=document.createElement('span');
   f.type='search';f.className='filter';f.placeholder='filter rows ('+rows.length+')';
   f.setAttribute('aria-label','filter the rows of this table');n.className='count';
@@ -525,7 +532,7 @@ _JS = """
    var s=f.value.trim().toLowerCase(),shown=0;
    rows.forEach(function(r){var hide=s!==''&&r.textContent.toLowerCase().indexOf(s)<0;r.hidden=hide;if(!hide)shown++;});
    n.textContent=s===''?'':shown+' of '+rows.length+' rows';
-  });
+  });}
   Array.prototype.forEach.call(t.tHead.rows[0].cells,function(th,i){
    th.tabIndex=0;
    function sort(){
@@ -697,16 +704,21 @@ def _summary(res):
 
 
 def _toc(entries):
-    """entries: [(label, href, [(label, href), ...])] -> (markdown lines, html)."""
+    """entries: [(label, href, [(label, href[, verdict]), ...])] -> (markdown lines, html)."""
     md, h = ["## Contents", ""], ["<nav id='toc' aria-label='contents'><h2>Contents</h2><ol>"]
     for label, href, children in entries:
         md.append(f"- [{label}]({href})")
         h.append(f"<li><a href='{href}'>{html.escape(label)}</a>")
         if children:
             h.append("<ol>")
-            for cl, ch in children:
-                md.append(f"  - [{cl}]({ch})")
-                h.append(f"<li><a href='{ch}'>{html.escape(cl)}</a></li>")
+            for cl, ch, *verdict in children:
+                md.append(f"  - [{cl}]({ch})" + (f" — {verdict[0]}" if verdict else ""))
+                mark = ""
+                if verdict:
+                    ok = verdict[0] == "held"
+                    mark = (f"<span class='{'v-held' if ok else 'v-nothold'}' title='{html.escape(verdict[0])}'>"
+                            f"{'✓' if ok else '✗'}</span> ")
+                h.append(f"<li>{mark}<a href='{ch}'>{html.escape(cl)}</a></li>")
             h.append("</ol>")
         h.append("</li>")
     h.append("</ol></nav>")
@@ -748,7 +760,7 @@ def render_documents(results_dir):
 
     toc = [("Summary", "#summary", [])]
     if claims:
-        toc.append(("Claims", "#claims", [(c["title"], f"#claim-{_slug(c['id'])}") for c in claims]))
+        toc.append(("Claims", "#claims", [(c["title"], f"#claim-{_slug(c['id'])}", c["verdict"]) for c in claims]))
     toc.append(("Figures", "#figures", [(m["title"], f"#fig-{_slug(Path(m['file']).stem)}") for m in figures]))
     data_entries = [(t["title"], f"#table-{_slug(t['key'])}") for t in tables]
     if len(bad):

@@ -24,7 +24,7 @@ def results(tmp_path_factory):
         bench.Sweep(problems, q=["posterior", "prior", "shift:1", "scale:2"], estimators=["importance_sampling", "elbo"],
                     K=[1, 10, 100], R=40),
         bench.Sweep(problems, q=["meanfield+shift:1"], estimators=["gradient"], K=[2, 10], R=20,
-                    methods=["score", "score_loo", "reparam"], objectives=["elbo", "iwae"]),
+                    methods=["score", "score_loo", "reparam", "stl"], objectives=["elbo", "iwae"]),
     ]
     df = bench.run(sweeps, out=out, progress=False)
     return out, df
@@ -73,7 +73,8 @@ def test_bias_figure_draws_measured_and_predicted(results):
     assert np.allclose(_line(F.bias_vs_k(df2), "prediction:prior", panel=1).get_ydata(), 3.0 * pred.get_ydata())
     measured = _line(fig, "measured:prior", panel=1)
     nb = -rows["bias"].to_numpy()
-    assert np.allclose(measured.get_ydata(), nb[nb > 0])
+    assert np.allclose(measured.get_ydata(), nb)  # every point, either sign (symmetric-log axis)
+    assert fig.axes[1].get_yscale() == "symlog"
 
 
 def test_jensen_figure_draws_the_gap_table(results):
@@ -129,8 +130,8 @@ def test_every_figure_is_labelled(results):
         for ax in fig.axes:
             assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title() is not None
             assert ax.get_xscale() == "log"
-            assert ax.get_legend() is not None
-        assert any(ax.get_yscale() == "log" for ax in fig.axes)
+            assert ax.get_legend() is not None or fig.legends  # one legend beside the panels, outside the data
+        assert any(ax.get_yscale() in ("log", "symlog") for ax in fig.axes)
 
 
 def test_bad_input_is_refused(results):
@@ -159,3 +160,83 @@ def test_report_documents(results, tmp_path):
     assert "pytest-benchmark timings" in html and "test_x[lg]" in md and "4.000e+06" in md
     with pytest.raises(ValueError, match="^results_dir:"):
         build_report(tmp_path)
+
+
+def _draw(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_q_styles_tell_eleven_presets_apart():
+    qs = ["posterior", "prior", "meanfield", "shift:1", "shift:3", "scale:0.8", "scale:2", "uniform",
+          "meanfield+shift:1", "scale:5", "shift:0.5"]
+    styles = F._q_styles(qs)
+    assert len(set(styles.values())) == len(qs)  # (colour, marker) pairs
+    assert len({m for _, m in styles.values()}) == len(qs)  # and the markers alone
+    assert {c for c, _ in styles.values()} <= set(F.OKABE_ITO)
+
+
+def test_legends_and_notes_stay_outside_the_data(results):
+    _, df = results
+    jt = analysis.jensen_table(df)
+    for fig in (F.variance_vs_k(df), F.bias_vs_k(df), F.jensen_gap_vs_kl(jt), F.gradient_snr_vs_k(df),
+                F.throughput_vs_k(df)):
+        r = _draw(fig)
+        assert len(fig.legends) == 1
+        leg = fig.legends[0].get_window_extent(r)
+        for ax in fig.axes:
+            assert not leg.overlaps(ax.get_window_extent(r)), fig._suptitle.get_text()
+            label = ax.xaxis.label.get_window_extent(r)
+            for t in ax.texts:  # notes (inside the axes or under the x label) never cover the x label
+                if t.get_text():
+                    assert not t.get_window_extent(r).overlaps(label), t.get_text()
+
+
+def test_bias_figure_keeps_every_point_and_clips_a_runaway_prediction(results):
+    _, df = results
+    rows = _rows(df, estimator="importance_sampling", problem="lg", q="shift:1")
+    df2 = df.copy()
+    df2.loc[rows.index[0], "bias"] = abs(rows["bias"].iloc[0]) + 1e-3  # a measured bias of the other sign
+    df2.loc[rows.index, "bias_pred"] *= 1e6  # a prediction far above the data
+    fig = F.bias_vs_k(df2)
+    _draw(fig)
+    measured = _line(fig, "measured:shift:1")
+    assert len(measured.get_ydata()) == len(rows) and (measured.get_ydata() < 0).any()
+    pred = _line(fig, "prediction:shift:1")
+    ax = fig.axes[0]
+    assert pred.get_ydata().max() > ax.get_ylim()[1]  # the axis follows the data, not the line
+    assert any("shift:1: the prediction leaves the axes" in t and "clipped" in t for t in _texts(fig))
+    lo, hi = ax.get_ylim()
+    nb = -df2.loc[rows.index, "bias"].to_numpy()
+    assert lo <= nb.min() and nb.max() <= hi
+
+
+def test_variance_figure_clips_a_runaway_delta_method_line(results):
+    _, df = results
+    rows = _rows(df, estimator="importance_sampling", problem="lg", q="prior")
+    df2 = df.copy()
+    df2.loc[rows.index, "rel_weight_var"] *= 1e6
+    fig = F.variance_vs_k(df2)
+    ref = _line(fig, "reference:prior")
+    assert ref.get_ydata().max() > fig.axes[0].get_ylim()[1]
+    assert any("prior: the delta-method line leaves the axes" in t for t in _texts(fig))
+    v = df[(df["estimator"] == "importance_sampling") & (df["problem"] == "lg")]["variance"]
+    assert fig.axes[0].get_ylim()[1] >= v.max()
+
+
+def test_biased_estimator_is_marked_on_the_figure(results):
+    _, df = results
+    fig = F.gradient_snr_vs_k(df)
+    labels = fig.legends[0].get_texts()
+    assert "stl (biased for iwae)" in [t.get_text() for t in labels]
+    iwae_axes = [ax for ax in fig.axes if ax.get_title().endswith("objective = iwae")]
+    assert iwae_axes and all("biased for iwae" in [t.get_text() for t in ax.texts] for ax in iwae_axes[:1])
+    elbo_axes = [ax for ax in fig.axes if ax.get_title().endswith("objective = elbo")]
+    assert all("biased for iwae" not in [t.get_text() for t in ax.texts] for ax in elbo_axes)
