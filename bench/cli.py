@@ -3,7 +3,7 @@
     python -m bench run CONFIG.toml [--out DIR] [--workers N | --scheduler ADDRESS] [--fresh]
     python -m bench report DIR
     python -m bench list
-    python -m bench peers [--K 100 1000 ...] [--peers numpy jax torch] [--out CSV]
+    python -m bench peers [--K 100 1000 ...] [--peers numpy jax torch] [--out CSV_or_DIR]
 
 ``run`` resumes: cells already finished in DIR are not recomputed.  The
 default DIR is ``results/<config name>``.  ``report`` first computes the
@@ -55,7 +55,8 @@ def build_parser():
     pe.add_argument("--K", type=int, nargs="+", default=None, help="sample sizes (default 1e2 ... 1e6)")
     pe.add_argument("--peers", nargs="+", default=None, help="peers to run (default: numpy jax torch)")
     pe.add_argument("--repeats", type=int, default=5, help="timed calls per cell (median reported)")
-    pe.add_argument("--out", default=None, help="also write the table as CSV here")
+    pe.add_argument("--out", default=None, help="also write the rows and ceilings: a .csv path, or a results "
+                    "directory (peers.parquet, read by `python -m bench report`)")
     pe.add_argument("--no-limits", action="store_true", help="skip measuring the machine's limits")
     pe.add_argument("--sections", nargs="+", default=None,
                     help="which comparisons to run: main (the table above) and the names in bench.peers.SECTIONS "
@@ -215,8 +216,7 @@ def _cmd_peers(args):
         memory = [scaling.peak_memory("is_lg"), scaling.peak_memory("is_gm")]
         print(scaling.format_scaling(rows, slopes, scaling_notes, memory, scaling.thread_speedup()))
     if args.out and df is not None:
-        df.to_csv(args.out, index=False)
-        print(f"table: {args.out}")
+        print(f"table: {peers.write_results(df, limits, args.out)}")
     return 0
 
 
@@ -224,9 +224,16 @@ def main(argv=None):
     """Entry point; returns the exit status (2 for a ValueError: bad config or input)."""
     args = build_parser().parse_args(argv)
     handler = {"run": _cmd_run, "report": _cmd_report, "list": _cmd_list, "peers": _cmd_peers}[args.command]
+    from .executors import was_interrupted
+
     try:
         return handler(args)
     except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except SystemError as exc:  # Ctrl-C inside a numba call (see bench.executors.was_interrupted)
+        if not was_interrupted(exc):
+            raise
         print("\ninterrupted", file=sys.stderr)
         return 130
     except ValueError as exc:

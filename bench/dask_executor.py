@@ -61,10 +61,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import platform
 import re
 from pathlib import Path
+
+from .executors import _workers_ignore_ctrl_c
 
 __all__ = [
     "DaskExecutor",
@@ -281,6 +284,17 @@ class DaskExecutor:
                 self.client.cancel(left)
 
 
+def _quiet_on_interrupt(exc_type, exc, tb):
+    """On Ctrl-C, before the cluster closes: silence this process's
+    distributed and tornado loggers, which would otherwise print the shutdown's
+    warnings and a NameError that distributed.utils.sync logs when the
+    interrupt lands before its future exists (a distributed bug)."""
+    if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    return False
+
+
 @contextlib.contextmanager
 def dask_executor(scheduler, numba_threads=None, connect_timeout="10s"):
     """``with dask_executor("local:2") as ex:`` -- a ``DaskExecutor`` on a new
@@ -301,15 +315,24 @@ def dask_executor(scheduler, numba_threads=None, connect_timeout="10s"):
     with contextlib.ExitStack() as stack:
         if kind == "local":
             threads = local_numba_threads(arg) if numba_threads is None else numba_threads
-            cluster = distributed.LocalCluster(
-                n_workers=arg,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-                env={"NUMBA_NUM_THREADS": str(threads)},
-            )
+            # Started with SIGINT ignored, so the worker processes are born ignoring
+            # it: a Ctrl-C in the terminal (sent to the whole process group) reaches
+            # this client alone, which says what is saved and closes the cluster.
+            # The cluster's own logs at ERROR only: its warnings on that shutdown
+            # (tasks cancelled, workers killed) are noise; task errors come back
+            # through the futures.
+            with _workers_ignore_ctrl_c():
+                cluster = distributed.LocalCluster(
+                    n_workers=arg,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    env={"NUMBA_NUM_THREADS": str(threads)},
+                    silence_logs=logging.ERROR,
+                )
             stack.callback(cluster.close)
+            stack.push(_quiet_on_interrupt)  # runs first on the way out
             client = distributed.Client(cluster)
             description = (
                 f"dask LocalCluster of {arg} processes x 1 thread on 127.0.0.1, {threads} numba threads per task"

@@ -24,22 +24,65 @@ parallel executor include the contention between workers.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 __all__ = ["LocalExecutor", "get_executor", "EXECUTORS"]
 
 
 def _init_worker():
-    import signal
-
     import numba
 
     numba.set_num_threads(1)
-    # Ctrl-C is the parent's to handle (it says what is saved and shuts the pool
-    # down); a worker that took it too would print its own traceback
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """SIGINT ignored while the pool starts its processes, so that they are
+    born ignoring it (a spawned Python keeps an inherited SIG_IGN) and a
+    Ctrl-C in the terminal -- sent to the whole process group -- reaches the
+    parent alone: it says what is saved and stops the workers, and no worker
+    prints a traceback from the middle of its start-up imports.  (A handler set
+    in the pool's initializer comes too late: the worker unpickles -- imports --
+    the initializer first.)  Only the main thread may set signal handlers;
+    elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop(pool):
+    """Stop a pool now, without waiting for the cells its workers are computing
+    (they are lost; finished cells were already handed back)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False)
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+
+
+def was_interrupted(exc):
+    """True if ``exc`` is, or was caused by, a KeyboardInterrupt.  A Ctrl-C
+    that lands while numba runs one of its own Python callbacks (unpickling a
+    constant, say) comes out of the compiled call as a SystemError ("returned
+    a result with an exception set") chained to the KeyboardInterrupt."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class LocalExecutor:
@@ -57,20 +100,31 @@ class LocalExecutor:
         tasks = list(tasks)
         if self.workers == 1 or len(tasks) <= 1:
             for i, task in enumerate(tasks):
-                yield i, fn(task)
+                try:
+                    result = fn(task)
+                except SystemError as exc:
+                    if was_interrupted(exc):
+                        raise KeyboardInterrupt from None
+                    raise
+                yield i, result
             return
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker) as pool:
-            pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
-            try:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        i = pending.pop(fut)
-                        yield i, fut.result()
-            finally:
-                for fut in pending:
-                    fut.cancel()
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker)
+        finished = False
+        try:
+            with _workers_ignore_ctrl_c():  # the pool starts its workers in submit
+                pending = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    yield i, fut.result()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # Ctrl-C, a failed task or the caller stopped: do not wait for the running cells
+                _stop(pool)
 
 
 EXECUTORS = {"local": LocalExecutor}
