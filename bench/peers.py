@@ -428,6 +428,7 @@ def run_peers(Ks=DEFAULT_KS, peers=PEER_NAMES, repeats=5, progress=None):
     """
     import pandas as pd
 
+    load_before = os.getloadavg()[0]
     lg, gm = linear_gaussian_work(), gaussian_mixture_work()
     peer_objs, notes = available_peers(peers)
     impls = [Ours(lg, gm)] + peer_objs
@@ -466,6 +467,7 @@ def run_peers(Ks=DEFAULT_KS, peers=PEER_NAMES, repeats=5, progress=None):
     else:
         df["fastest_peer"] = np.nan
         df["ratio"] = np.nan
+    df.attrs["load_before"], df.attrs["load_after"] = load_before, os.getloadavg()[0]
     return df, notes
 
 
@@ -671,4 +673,55 @@ def format_table(df, notes, limits=None):
     for note in notes:
         lines.append("note: " + note)
     lines.append(f"threads: NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+    if "load_before" in df.attrs:
+        lines.append(f"load average (1 min) before the timings {df.attrs['load_before']:.2f}, after "
+                     f"{df.attrs['load_after']:.2f} on {os.cpu_count()} CPUs (ratios are within one run)")
     return "\n".join(lines)
+
+
+PEERS_TABLE = "peers.parquet"
+
+
+def results_table(df, limits=None):
+    """Every row of ``run_peers`` with its algorithm and, when ``limits`` is
+    given, the ceiling of our kernel at that (work, K) on every row of it:
+    columns ceiling_samples_per_s, sequential_samples_per_s, bound (NaN / ""
+    without limits), and the machine's rates as columns limit_<name>."""
+    out = df.copy()
+    classes = {Ours.name: Ours, **{cls.name: cls for cls in _PEER_CLASSES.values()}}
+    out["algorithm"] = [classes[i].algorithms.get(w, "") if i in classes else ""
+                        for i, w in zip(out.implementation, out.work)]
+    if limits is None:
+        out["ceiling_samples_per_s"] = np.nan
+        out["sequential_samples_per_s"] = np.nan
+        out["bound"] = ""
+    else:
+        cells = [ceiling(w, K, limits) for w, K in zip(out.work, out.K)]
+        out["ceiling_samples_per_s"] = [c[0] for c in cells]
+        out["sequential_samples_per_s"] = [c[1] for c in cells]
+        out["bound"] = [c[2] for c in cells]
+        for key, value in limits.items():
+            out[f"limit_{key}"] = float(value)
+    out["load_before"] = df.attrs.get("load_before", np.nan)
+    out["load_after"] = df.attrs.get("load_after", np.nan)
+    return out
+
+
+def write_results(df, limits, out):
+    """Write ``results_table(df, limits)`` to ``out``: a ``.csv`` path as CSV,
+    anything else as a results directory (created) holding ``peers.parquet``,
+    which ``reports.report.load_results`` reads for the throughput-vs-peers
+    figure.  Returns the path written."""
+    from pathlib import Path
+
+    table = results_table(df, limits)
+    out = Path(out)
+    if out.suffix.lower() == ".csv":
+        table.to_csv(out, index=False)
+        return out
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {str(out)!r} is a file and not a .csv; give a .csv path or a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / PEERS_TABLE
+    table.to_parquet(path, index=False)
+    return path

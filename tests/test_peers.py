@@ -93,3 +93,33 @@ def test_peers_agree_with_the_exact_answer(works, name):
 def test_every_implementation_says_its_algorithm():
     for cls in [peers.Ours, *peers._PEER_CLASSES.values()]:
         assert set(cls.algorithms) == {"is_lg", "grad_lg", "is_gm"}, cls
+
+
+def test_results_dir_feeds_the_report_figure(tmp_path):
+    """--out DIR writes peers.parquet with the ceilings; the report's provider
+    draws each implementation and the ceiling from it (synthetic rows)."""
+    import pandas as pd
+
+    from reports.figures_peers import peers_specs
+
+    rows = [dict(work=w, problem="P", implementation=i, K=K, R=1, seconds=1.0, samples_per_s=s * K ** 0.1,
+                 agreement_z=0.5, fastest_peer=1.0, ratio=1.0)
+            for w in ("is_lg", "is_gm") for K in (100, 10000) for i, s in (("evidence-bench", 5e6), ("numpy", 1e6))]
+    df = pd.DataFrame(rows)
+    limits = dict(threads=2, normals_per_s=4e8, uniforms_per_s=1e9, categorical_per_s=5e8, exp_per_s=2e8,
+                  fma_per_s=4e10, fma_layout_per_s=1e10, fma_blas_per_s=4e10)
+    path = peers.write_results(df, limits, tmp_path / "res")
+    table = pd.read_parquet(path)
+    assert path.name == "peers.parquet" and len(table) == len(df)
+    ours = table[(table.implementation == "evidence-bench") & (table.work == "is_lg")]
+    assert np.allclose(ours.ceiling_samples_per_s, 4e8 / 20) and set(ours.bound) == {"normals"}
+    (spec,) = peers_specs({"peers": table})
+    fig = spec[3]()
+    gids = {line.get_gid() for ax in fig.axes for line in ax.get_lines()}
+    assert {"peers:is_lg:evidence-bench", "peers:is_lg:numpy", "peers:is_lg:ceiling", "peers:is_gm:ceiling"} <= gids
+    assert peers_specs({"peers": None}) == []
+    csv = peers.write_results(df, None, tmp_path / "t.csv")
+    assert pd.read_csv(csv).ceiling_samples_per_s.isna().all()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="^out:"):
+        peers.write_results(df, limits, tmp_path / "file")
