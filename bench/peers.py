@@ -52,6 +52,7 @@ PEER_NAMES = ("numpy", "jax", "torch")
 #: samples_per_s, ratio, algorithm, agreement_z at least) and the text to print.
 #: ``--sections NAME ...`` runs only those (``main`` is the table above).
 SECTIONS = {}
+SECTIONS["discrete"] = "bench.peers_discrete"  # binary-latent ELBO gradients: compiled vs vectorised NumPy
 SECTIONS["sequential"] = "bench.peers_sequential"  # the bootstrap particle filter vs NumPy and `particles`
 
 
