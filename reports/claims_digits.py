@@ -129,8 +129,7 @@ def beta_vae_figure(tables, numbers=None):
     fig = Figure(figsize=(13, 4.4), layout="constrained")
     a, b, c = fig.subplots(1, 3)
     o = opt.sort_values("beta")
-    a.plot(o["beta"], o["train_ll"] - o["train_ll"].max() if "train_ll" in o else o["train_ll_minus_ppca"],
-           "o-", label="training images", gid="ll:train")
+    a.plot(o["beta"], o["train_ll_minus_ppca"], "o-", label="training images", gid="ll:train")
     if "ppca_heldout_ll" in numbers:
         a.plot(o["beta"], o["heldout_ll"] - numbers["ppca_heldout_ll"], "s--", label="held-out images",
                gid="ll:heldout")
