@@ -52,8 +52,23 @@ __all__ = [
 ]
 
 CLAIMS_JSON = "claims.json"
-_Q_COLORS = {"uniform (φ = 0.5)": "tab:red", "φ = 1": "tab:gray", "φ = posterior marginals": "tab:blue"}
-_METHOD_COLORS = {"reparam": "tab:blue", "score_loo": "tab:orange", "score": "tab:red"}
+# Okabe & Ito's colour-blind-safe colours, the same per method as reports.figures
+_BLUE, _VERMILLION, _GREEN, _PURPLE, _ORANGE, _SKY = "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"
+_Q_COLORS = {"uniform (φ = 0.5)": _VERMILLION, "φ = 1": "#6b6b6b", "φ = posterior marginals": _BLUE}
+_METHOD_COLORS = {"reparam": _BLUE, "score_loo": _ORANGE, "score": _VERMILLION}
+_RUN_COLORS = [_BLUE, _VERMILLION, _GREEN, _PURPLE, _ORANGE, _SKY]
+
+
+def _legend_below(fig, fontsize=8, ncol=3):
+    """One legend for every panel's entries (each label once), under the panels: outside the data."""
+    handles, labels = [], []
+    for ax in fig.axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels and not label.startswith("_"):
+                handles.append(h)
+                labels.append(label)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", fontsize=fontsize, ncol=min(ncol, len(labels)))
 
 
 def _unjson(v):
@@ -169,9 +184,9 @@ def missing_pixels_figure(images, errors, latent_rows=4):
         img = np.asarray(vec, float).reshape(side, side)
         ax.imshow(img, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         if np.isnan(img).any():
-            ax.add_patch(Rectangle((-0.5, -0.5), side, latent_rows, fill=False, hatch="///", ec="tab:red", lw=0))
+            ax.add_patch(Rectangle((-0.5, -0.5), side, latent_rows, fill=False, hatch="///", ec=_VERMILLION, lw=0))
         if missing_frame:
-            ax.add_patch(Rectangle((-0.5, -0.5), side, latent_rows, fill=False, ec="tab:orange", lw=1.5))
+            ax.add_patch(Rectangle((-0.5, -0.5), side, latent_rows, fill=False, ec=_ORANGE, lw=1.5))
         _image_axes_style(ax)
 
     for i, (label, cells) in enumerate(layout):
@@ -242,26 +257,25 @@ def single_sample_bias_figure(table):
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     a, b = fig.subplots(1, 2)
     eb = a.errorbar(K, t["mean_log_p_hat"], yerr=2 * t["mean_log_p_hat_se"], marker="o", ms=4, capsize=3,
-                    color="tab:blue", label=r"mean of $\log\hat p(x)$ (±2 SE)")
+                    color=_BLUE, label=r"mean of $\log\hat p(x)$ (±2 SE)")
     eb.lines[0].set_gid("mean_log_p_hat")
     a.axhline(log_p, color="k", lw=1.2, label=f"log p(x) = {log_p:.4f} (exact)")
-    a.axhline(elbo, color="tab:red", ls="--", lw=1.2, label=f"ELBO(q) = {elbo:.4f} (exact)")
+    a.axhline(elbo, color=_VERMILLION, ls="--", lw=1.2, label=f"ELBO(q) = {elbo:.4f} (exact)")
     a.set_xscale("log")
     a.set_xlabel("K (samples per estimate)")
     a.set_ylabel(r"$E[\log\hat p(x)]$  [nats]")
     a.set_title(r"Mean of $\log\hat p$ vs K (theory: the ELBO at K = 1, log p(x) as K → ∞)")
-    a.legend(fontsize=8, loc="lower right")
     a.grid(True, alpha=0.3)
     eb = b.errorbar(K, t["mean_ratio"], yerr=2 * t["mean_ratio_se_exact"], marker="s", ms=4, capsize=3,
-                    color="tab:green", label=r"mean of $\hat p(x)/p(x)$ (±2 exact SE)")
+                    color=_GREEN, label=r"mean of $\hat p(x)/p(x)$ (±2 exact SE)")
     eb.lines[0].set_gid("mean_ratio")
     b.axhline(1.0, color="k", lw=1, label="1 (unbiased)")
     b.set_xscale("log")
     b.set_xlabel("K (samples per estimate)")
     b.set_ylabel(r"$E[\hat p(x)] / p(x)$")
     b.set_title(r"Mean of $\hat p/p$ vs K (theory: 1 at every K)")
-    b.legend(fontsize=8)
     b.grid(True, alpha=0.3)
+    _legend_below(fig)
     Rs = sorted(set(int(r) for r in t["R"]))
     fig.suptitle("The single-sample log estimate is biased: E[log p̂] at K = 1 is the ELBO, not log p(x) "
                  f"(R = {'/'.join(map(str, Rs))} replicates)")
@@ -301,19 +315,18 @@ def lecture_question_figure(densities, summary):
     a.fill_between(z, densities["posterior"], color="0.8", label="exact posterior p(z|x)")
     a.plot(z, densities["posterior"], color="0.3", lw=1.2, gid="posterior")
     for r in summary.itertuples():
-        color = "tab:blue" if r.role == "good" else "tab:red"
+        color = _BLUE if r.role == "good" else _VERMILLION
         ls = "-" if r.reading == "variance" else "--"
         a.plot(z, densities[r.q], color=color, ls=ls, lw=1.6, gid=f"q:{r.q}",
                label=f"{r.q}: KL(q‖p) = {r.kl:.3f}")
     a.set_xlabel("z")
     a.set_ylabel("density")
     a.set_title("The bimodal posterior and the two candidates")
-    a.legend(fontsize=8, loc="upper left")
     a.grid(True, alpha=0.3)
     x = np.arange(len(summary))
     w = 0.38
-    a1 = b.bar(x - w / 2, summary["kl"], w, color="tab:purple", label="KL(q ‖ p)  (the ELBO's)")
-    a2 = b.bar(x + w / 2, summary["kl_forward"], w, color="tab:olive", label="KL(p ‖ q)")
+    a1 = b.bar(x - w / 2, summary["kl"], w, color=_PURPLE, label="KL(q ‖ p)  (the ELBO's)")
+    a2 = b.bar(x + w / 2, summary["kl_forward"], w, color=_GREEN, label="KL(p ‖ q)")
     for bars in (a1, a2):
         for rect in bars:
             b.text(rect.get_x() + rect.get_width() / 2, rect.get_height(), f"{rect.get_height():.2f}",
@@ -323,8 +336,8 @@ def lecture_question_figure(densities, summary):
     b.set_yscale("log")
     b.set_ylabel("KL divergence [nats]")
     b.set_title("Both directions, both readings")
-    b.legend(fontsize=8)
     b.grid(True, axis="y", alpha=0.3)
+    _legend_below(fig)
     fig.suptitle("Which approximates p(z|x) better: N(2, 2) or N(−4, 0.75)?  (exact, by quadrature)")
     return fig
 
@@ -366,9 +379,8 @@ def reparam_variance_figure(table, n_se=5.0):
         ax.set_yscale("log")
         ax.set_xlabel("K (samples per estimate)")
         ax.grid(True, which="major", alpha=0.3)
-    a.legend(handles=handles, fontsize=8, loc="best")
-    b.legend(handles=[h for h in handles if h.get_label() != "reparam"]
-             + [Line2D([], [], color="k", lw=1, label="ratio = 1")], fontsize=8, loc="lower right")
+    fig.legend(handles=handles + [Line2D([], [], color="k", lw=1, label="ratio = 1 (right)")], fontsize=8,
+               loc="outside right center")
     a.set_ylabel(r"tr Cov$(\hat g)$ (±1 SE)")
     a.set_title("Variance of the ELBO-gradient estimators")
     b.set_ylabel(f"variance ratio to reparam (±{n_se:g} SE)")
@@ -397,14 +409,15 @@ def training_figure(curves, steps=None, numbers=None):
     floor = 1e-5
 
     if steps is None:
-        for run, g in curves.groupby("run", sort=False):
+        for i, (run, g) in enumerate(curves.groupby("run", sort=False)):
             g = g.sort_values("step")
-            a.plot(g["step"], np.maximum(g["ll_below_max"], floor), marker="o", ms=3, label=run, gid=f"ll:{run}")
-            b.plot(g["step"], np.maximum(g["gap"], floor), marker="o", ms=3, label=run, gid=f"gap:{run}")
+            st = dict(color=_RUN_COLORS[i % len(_RUN_COLORS)], marker="osD^v"[i % 5], ms=3.5, label=run)
+            a.plot(g["step"], np.maximum(g["ll_below_max"], floor), gid=f"ll:{run}", **st)
+            b.plot(g["step"], np.maximum(g["gap"], floor), gid=f"gap:{run}", **st)
         if "eps" in numbers:
-            a.axhline(numbers["eps"], color="k", ls="--", lw=1, label=f"ε = {numbers['eps']:g} (the rule)")
+            a.axhline(numbers["eps"], color="k", ls="--", lw=1, label=f"ε = {numbers['eps']:g} (the rule, left)")
         if "gap_tol" in numbers:
-            b.axhline(numbers["gap_tol"], color="k", ls="--", lw=1, label=f"{numbers['gap_tol']:g} (the rule)")
+            b.axhline(numbers["gap_tol"], color="k", ls="--", lw=1, label=f"gap tolerance {numbers['gap_tol']:g} (the rule, right)")
         a.set_ylabel("PPCA max − average log p(x)  [nats]")
         a.set_title("Log-likelihood below the maximum-likelihood optimum")
         b.set_ylabel("average KL(q ‖ p(z|x)) = log p − ELBO  [nats]")
@@ -414,7 +427,6 @@ def training_figure(curves, steps=None, numbers=None):
             ax.set_yscale("log")
             ax.set_xlabel("θ step")
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
     else:
         _require(steps, ["method", "seed", "tolerance", "steps_to_reach", "reached"], "training_figure")
         seeds = sorted(set(int(s) for s in steps["seed"]))
@@ -434,7 +446,6 @@ def training_figure(curves, steps=None, numbers=None):
         a.set_ylabel("PPCA max − average ELBO  [nats]")
         a.set_title("Exact ELBO below the optimum, one line per seed")
         a.grid(True, alpha=0.3)
-        a.legend(fontsize=7)
         methods = list(dict.fromkeys(steps["method"]))
         for i, method in enumerate(methods):
             g = steps[steps["method"] == method]
@@ -451,9 +462,9 @@ def training_figure(curves, steps=None, numbers=None):
         b.set_ylabel("steps to close 75% of the initial ELBO gap")
         b.set_title("Steps to reach, per seed (bar: median)")
         b.grid(True, axis="y", alpha=0.3)
-        b.legend(fontsize=7)
         title = (f"Linear VAE (D = {numbers.get('D', '?')}, d = {numbers.get('d', '?')}): score-function vs "
                  "reparameterization encoder gradients at equal K")
+    _legend_below(fig, fontsize=7, ncol=4)
     fig.suptitle(title)
     return fig
 
