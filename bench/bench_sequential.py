@@ -179,7 +179,7 @@ def test_ais_sandwich(benchmark, suite):
                 float(r["mean"].iloc[0] - f["mean"].iloc[0]), float(math.hypot(r["mean_se"].iloc[0], f["mean_se"].iloc[0])))
     assert gaps
     p, x = suite.problem("lgss_ais")
-    timed(benchmark, lambda: estimators.ais(p, x, 4, 10, 10, seed=1), rounds=1, samples=40)
+    timed(benchmark, lambda: estimators.ais(p, x, 4, 10, 10, seed=1), rounds=1, samples=4 * 10 * 10)  # chain-steps K R steps
     benchmark.extra_info["gaps"] = {f"{k[0]}/K={k[1]}/{k[2]}": {int(s): v for s, v in d.items()}
                                     for k, d in gaps.items()}
     for key, by_steps in gaps.items():

@@ -61,41 +61,67 @@ BLOCK = 256  # particles whose base draws are generated in one call (a stream: t
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _lgss_bootstrap(state, args, t, z, inc, buf):
+    """z_0 = m0 + L0 eps, z_t = A z_(t-1) + LQ eps; inc = log_norm - |Yw[t] - Cw z_t|^2 / 2.
+
+    Particles are processed in blocks of ``BLOCK`` (one ``fill_normal`` call each):
+    a block is transposed to coordinate-major scratch (s, BLOCK), so that each
+    multiply-add runs over particles -- contiguous loops the compiler turns into
+    SIMD -- and transposed back.  Each particle's sums keep their order
+    (A z over b, then L eps over b <= a; the residual over b), so the block
+    layout changes no number."""
     N, s = z.shape
     Cw, yw, log_norm = args.Cw, args.Yw[t], args.log_norm
     o = Cw.shape[0]
-    if t == 0:  # z_0 = m0 + L0 eps
-        M, L, c = args.A, args.L0, args.m0
-        use_prev = False
-    else:  # z_t = A z_{t-1} + LQ eps
-        M, L, c = args.A, args.LQ, args.m0
-        use_prev = True
-    zn = np.empty(s)
+    first = t == 0
+    M, L, c = args.A, (args.L0 if first else args.LQ), args.m0
     nb = buf.shape[0] // s
-    for i in range(N):
-        e = (i % nb) * s
-        if e == 0:
-            fill_normal(state, buf, min(nb, N - i) * s)
-        zi = z[i]
-        for a in range(s):
-            if use_prev:
-                acc = 0.0
-                for b in range(s):
-                    acc += M[a, b] * zi[b]
-            else:
-                acc = c[a]
-            for b in range(a + 1):
-                acc += L[a, b] * buf[e + b]
-            zn[a] = acc
-        q = 0.0
-        for a in range(o):
-            r = yw[a]
+    zp = np.empty((s, nb))  # previous states, coordinate-major
+    ep = np.empty((s, nb))  # the block's normals, coordinate-major
+    zn = np.empty((s, nb))  # new states
+    q = np.empty(nb)
+    r = np.empty(nb)
+    for start in range(0, N, nb):
+        n = min(nb, N - start)
+        fill_normal(state, buf, n * s)
+        for i in range(n):
             for b in range(s):
-                r -= Cw[a, b] * zn[b]
-            q += r * r
+                ep[b, i] = buf[i * s + b]
+                zp[b, i] = z[start + i, b]
         for a in range(s):
-            zi[a] = zn[a]
-        inc[i] = log_norm - 0.5 * q
+            out = zn[a]
+            if first:
+                for i in range(n):
+                    out[i] = c[a]
+            else:
+                for i in range(n):
+                    out[i] = 0.0
+                for b in range(s):
+                    m = M[a, b]
+                    src = zp[b]
+                    for i in range(n):
+                        out[i] += m * src[i]
+            for b in range(a + 1):
+                lab = L[a, b]
+                src = ep[b]
+                for i in range(n):
+                    out[i] += lab * src[i]
+        for i in range(n):
+            q[i] = 0.0
+        for a in range(o):
+            ya = yw[a]
+            for i in range(n):
+                r[i] = ya
+            for b in range(s):
+                cab = Cw[a, b]
+                src = zn[b]
+                for i in range(n):
+                    r[i] -= cab * src[i]
+            for i in range(n):
+                q[i] += r[i] * r[i]
+        for i in range(n):
+            for a in range(s):
+                z[start + i, a] = zn[a, i]
+            inc[start + i] = log_norm - 0.5 * q[i]
 
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
