@@ -56,7 +56,8 @@ written atomically (``bench.storage``); a claim's entry is written after its
 tables, so an entry in claims.json means the claim is complete.
 
 Modes: ``full`` (``pytest --benchmark-only`` and ``python -m bench report``;
-about a minute on two cores) and ``smoke`` (plain ``pytest``: the same code
+about a minute on two cores for the synthetic claims, about four more for the
+digits fits) and ``smoke`` (plain ``pytest``: the same code
 paths at tiny sizes, whose verdicts mean little).  ``claims_mode()`` reads
 ``EVIDENCE_BENCH_MODE`` like the suite, defaulting to ``full``.
 """
