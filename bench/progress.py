@@ -14,14 +14,20 @@ def _fmt_seconds(s):
 
 
 class Progress:
-    """``Progress(total, label)``; ``update(n=1, note="")``; ``close()``.
+    """``Progress(total, label, already=0)``; ``update(n=1, note="")``; ``close()``.
 
     Draws ``label [#####.....] done/total pct elapsed eta`` on one line,
     redrawn in place with ``\\r``.  ``enabled=None`` means "only if the
     stream is a TTY", so logs, pipes and pytest's capture stay clean.
+
+    ``already`` items count as done from the start (cells a resumed sweep
+    finds stored) but not in the rate.  The ETA is the remaining items times
+    the seconds per item *since the first update*: the first item's start-up
+    (worker processes importing, a kernel loading) is not extrapolated.  Until
+    a second update it is ``elapsed / done`` per item.
     """
 
-    def __init__(self, total, label="cells", stream=None, enabled=None, width=30, min_interval=0.1):
+    def __init__(self, total, label="cells", stream=None, enabled=None, width=30, min_interval=0.1, already=0):
         self.total = max(int(total), 0)
         self.label = label
         self.stream = sys.stderr if stream is None else stream
@@ -31,8 +37,10 @@ class Progress:
         self.enabled = enabled
         self.width = width
         self.min_interval = min_interval
-        self.done = 0
+        self.already = min(max(int(already), 0), self.total)
+        self.done = self.already
         self.start = time.monotonic()
+        self._first = None  # (time, done) at the first update
         self._last = 0.0
         self._note = ""
 
@@ -40,8 +48,8 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         filled = int(round(frac * self.width))
         elapsed = time.monotonic() - self.start
-        eta = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
-        eta_s = _fmt_seconds(eta) if self.done else "?"
+        eta = self.eta()
+        eta_s = "?" if eta is None else _fmt_seconds(eta)
         bar = "#" * filled + "." * (self.width - filled)
         note = f"  {self._note}" if self._note else ""
         return (
@@ -49,8 +57,22 @@ class Progress:
             f"elapsed {_fmt_seconds(elapsed)} eta {eta_s}{note}"
         )
 
+    def eta(self, now=None):
+        """Seconds left, or None before any item of this run is done."""
+        now = time.monotonic() if now is None else now
+        remaining = self.total - self.done
+        if remaining == 0:
+            return 0.0
+        if self._first is not None and self.done > self._first[1]:
+            t1, d1 = self._first
+            return (now - t1) / (self.done - d1) * remaining
+        ran = self.done - self.already
+        return (now - self.start) / ran * remaining if ran > 0 else None
+
     def update(self, n=1, note=""):
         self.done = min(self.done + n, self.total)
+        if self._first is None and n > 0:
+            self._first = (time.monotonic(), self.done)
         self._note = note
         if not self.enabled:
             return

@@ -327,7 +327,7 @@ def _run_registered(cell, entry, p, x, q, row):
     else:
         ident = {"iwae_reference": {"problem": cell.spec.identity(), "q": cell.q, "K": K}}
         truth, truth_se = _iwae_reference(cell.spec, cell.q, K, cell_seed(cell.root_seed, ident))
-    entry.call(p, x, q, K, 1, cell.seed, options)
+    warm_cell(cell, p, x, q)
     t0 = time.perf_counter()
     est = entry.call(p, x, q, K, R, cell.seed, options)
     seconds = time.perf_counter() - t0
@@ -346,6 +346,111 @@ def gradient_probe(cell: Cell):
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def warm_cell(cell: Cell, p, x, q):
+    """The untimed call a cell makes before its timed one, so that numba
+    compilation (or loading from its cache) is never inside the timing:
+    ``estimators.warm_up`` for the built-in weight and gradient kernels (both
+    the serial and the parallel variant), one tiny ``weight_stats`` call on
+    the generic path (nothing threaded to compile; it spares a user's
+    log_joint the 2 * CHUNK draws of a full warm-up), and one call at R = 1 of
+    any other registered estimator (JAX or numba compile there)."""
+    if cell.estimator in ("importance_sampling", "elbo"):
+        if estimators.execution_path(p, x, q) == "generic":
+            estimators.weight_stats(p, x, q, 1, 1)
+        else:
+            estimators.warm_up(p, x, q)
+    elif cell.estimator == "gradient":
+        estimators.warm_up(p, x, q, cell.method, cell.objective)
+    else:
+        cell.entry().call(p, x, q, cell.K, 1, cell.seed, dict(cell.options))
+
+
+#: Seconds numba takes, from a cold cache, to compile the kernels of one kind
+#: of cell (``compile_keys``; many kinds share kernels, so this is an average),
+#: on 2 cores: bench/configs/small.toml, 48 kinds, took 141 s with five other
+#: jobs on those cores and about a third of that alone.  Only for the "about N
+#: s" a first run announces; the bar that follows is measured.
+COLD_SECONDS_PER_KIND = 1.5
+
+
+def compile_keys(cells) -> list:
+    """One cell per kind of cell whose kernels differ -- (problem family, q
+    preset, estimator, method, objective, options) -- the one with the
+    smallest K (its untimed call is the cheapest), in sweep order.  User
+    estimators are left out: theirs are called, untimed, in their own cells."""
+    reps = {}
+    for cell in cells:
+        if cell.estimator not in _SPECIAL and not cell.entry().builtin:
+            continue
+        key = (cell.spec.family, cell.q, cell.estimator, cell.method, cell.objective, cell.options)
+        if key not in reps or cell.K < reps[key].K:
+            reps[key] = cell
+    return list(reps.values())
+
+
+def compile_kernels(cells, enabled=None, stream=None) -> dict:
+    """Compile (or load from numba's cache) the kernels ``cells`` will use,
+    in this process, before any of them is timed: for one cell of each kind
+    (``compile_keys``) the probes ``plan`` makes (``skip_reason``) and the
+    cell's untimed call (``warm_cell``).  A cold cache -- half or more of the
+    kernels uncached, as on a first run -- is announced on ``stream`` (default
+    stderr) as "compiling kernels (first run only, about N s)", N =
+    ``COLD_SECONDS_PER_KIND`` per kind, then timed; a bar shows the kinds done
+    (``enabled``: None = only on a terminal).  Returns ``{"kinds", "seconds",
+    "cold"}``.  A cell whose problem cannot be built is left to ``plan``, which
+    names it.  Worker processes then load the cached kernels in about a
+    second, and the cells' ETA no longer includes the compilation."""
+    from estimators.warm_up import kernel_cache_status
+
+    stream = sys.stderr if stream is None else stream
+    reps = compile_keys(cells)
+    uncached, total = kernel_cache_status()
+    cold = total > 0 and uncached >= total / 2
+    t0 = time.perf_counter()
+    if not reps:
+        return {"kinds": 0, "seconds": 0.0, "cold": cold}
+    if cold:
+        about = max(5, int(round(COLD_SECONDS_PER_KIND * len(reps) / 5.0)) * 5)
+        print(f"compiling kernels (first run only, about {about} s): numba compiles the kernels of "
+              f"{len(reps)} kinds of cell and caches them; later runs load them in seconds",
+              file=stream, flush=True)
+    label = "compiling kernels" if cold else "loading kernels"
+    with Progress(len(reps), label=label, stream=stream, enabled=enabled) as bar:
+        for cell in reps:
+            try:
+                if skip_reason(cell) is None:
+                    p, x = cell.spec.build()
+                    q = cell_q(cell.spec, cell.q)
+                    warm_cell(cell, p, x, q)
+                    if cell.estimator == "gradient" and cell.objective == "iwae":
+                        # the method of the cell's reference gradient (iwae_gradient_reference)
+                        ref = "reparam" if getattr(q, "reparameterizable", False) else (
+                            "score_loo" if cell.K >= 2 else "score")
+                        estimators.warm_up(p, x, q, ref, "iwae")
+            except ValueError:
+                pass  # plan() raises it, naming the problem's label
+            except EstimatorFailure:
+                pass  # the cell itself records the failure
+            bar.update(1, note=cell.label())
+    seconds = time.perf_counter() - t0
+    if cold:
+        print(f"compiled in {seconds:.0f} s", file=stream, flush=True)
+    return {"kinds": len(reps), "seconds": seconds, "cold": cold}
+
+
+def unfinished(sweeps, out, fresh=False) -> list:
+    """The distinct cells of ``sweeps`` not yet stored in ``out`` (all of them
+    when ``fresh``), before ``plan`` -- so before its probes compile anything."""
+    done = set() if fresh or not Path(out).is_dir() else storage.finished_ids(out)
+    seen, cells = set(), []
+    for s in sweeps:
+        for cell in s.cells():
+            if cell.cell_id not in seen and cell.cell_id not in done:
+                seen.add(cell.cell_id)
+                cells.append(cell)
+    return cells
 
 
 def run_cell(cell: Cell) -> dict:
@@ -374,12 +479,7 @@ def run_cell(cell: Cell) -> dict:
     elif cell.estimator in ("importance_sampling", "elbo"):
         # weight_stats is the kernel behind importance_sampling (.log_p_hat)
         # and elbo (.elbo); it also gives the ESS from the same draws.
-        if estimators.execution_path(p, x, q) == "generic":
-            # nothing threaded to compile: one tiny call compiles the reductions, and
-            # spares a user's log_joint the 2 * CHUNK draws of a full warm-up
-            estimators.weight_stats(p, x, q, 1, 1)
-        else:
-            estimators.warm_up(p, x, q)  # compile both kernel variants outside the timing
+        warm_cell(cell, p, x, q)
         t0 = time.perf_counter()
         ws = estimators.weight_stats(p, x, q, K, R, seed=seed)
         seconds = time.perf_counter() - t0
@@ -391,7 +491,7 @@ def run_cell(cell: Cell) -> dict:
         else:
             rows.summarize(row, "elbo", ws.elbo, row["elbo_exact"])
     elif cell.estimator == "gradient":
-        estimators.warm_up(p, x, q, cell.method, cell.objective)  # compile outside the timing
+        warm_cell(cell, p, x, q)
         t0 = time.perf_counter()
         g = estimators.gradient(p, x, q, K, R, cell.method, cell.objective, seed=seed)
         seconds = time.perf_counter() - t0
@@ -588,6 +688,13 @@ def run(
         ex = None
     else:
         ex = get_executor(executor, workers)
+    if progress is not False and (scheduler is None or str(scheduler).startswith("local:")):
+        # compile here, once, before plan's probes and the cells: a first run says
+        # what it is doing, the cells' ETA leaves compilation out, and local worker
+        # processes load the cached kernels instead of each compiling them
+        todo = unfinished(sweeps, out, fresh)
+        if todo:
+            compile_kernels(todo, enabled=None if progress is None else bool(progress))
     cells, skipped = plan(sweeps)
     if not cells:
         raise ValueError("sweep: every cell was skipped; nothing to run: " + "; ".join(s["reason"] for s in skipped[:3]))
@@ -602,8 +709,8 @@ def run(
     if todo and len(todo) < len(cells) and progress is not False:
         print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells are already stored in {out}; "
               f"computing the other {len(todo)}", file=sys.stderr, flush=True)
-    bar = Progress(len(cells), label="cells", enabled=(None if progress is None else bool(progress)))
-    bar.update(len(cells) - len(todo))
+    bar = Progress(len(cells), label="cells", enabled=(None if progress is None else bool(progress)),
+                   already=len(cells) - len(todo))
     failed = []
     try:
         ex = _run_tasks(todo, ex, scheduler, out, bar, failed)

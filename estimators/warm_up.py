@@ -14,7 +14,7 @@ from ._kernels.driver import CHUNK
 from .gradients import METHODS, gradient
 from .weights import weight_stats
 
-__all__ = ["warm_up"]
+__all__ = ["warm_up", "kernel_cache_status"]
 
 
 def warm_up(p, x, q, method=None, objective="elbo"):
@@ -29,3 +29,33 @@ def warm_up(p, x, q, method=None, objective="elbo"):
     small = max(1, METHODS[method].min_K) if method in METHODS else 1
     gradient(p, x, q, small, 1, method, objective)
     gradient(p, x, q, large, 1, method, objective)
+
+
+def kernel_cache_status():
+    """``(uncached, total)``: of the numba kernels in ``estimators._kernels``
+    compiled with ``cache=True``, how many have no compiled signature in
+    numba's on-disk cache yet (its index file is missing, or was written for
+    other sources).  On a fresh install ``uncached == total``: the first run
+    compiles.  Reads only the index files; compiles nothing."""
+    import importlib
+    import pickle
+    import pkgutil
+
+    from numba.core.dispatcher import Dispatcher
+
+    from . import _kernels
+
+    found = {}
+    for info in pkgutil.walk_packages(_kernels.__path__, _kernels.__name__ + "."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if isinstance(value, Dispatcher) and hasattr(getattr(value, "_cache", None), "_cache_file"):
+                found[id(value)] = value
+    uncached = 0
+    for dispatcher in found.values():
+        try:
+            cached = bool(dispatcher._cache._cache_file._load_index())
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):  # unreadable: numba rebuilds it
+            cached = False
+        uncached += not cached
+    return uncached, len(found)
