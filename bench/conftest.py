@@ -7,6 +7,10 @@
   ``--benchmark-enable`` is given.
 * Full mode makes pytest-benchmark write its own JSON to
   ``results/pytest-benchmark.json`` unless ``--benchmark-json`` was given.
+* Full mode with the sweep selected: the kernels are compiled after
+  collection, before the first test, with "compiling kernels (first run
+  only, about N s)" and a bar when numba's cache is cold
+  (``bench.runner.compile_kernels``); the header says what the run does.
 * Order: the sweep's test runs first (so its benchmark times the sweep), the
   report's last (so it sees every result); markers ``suite_first`` and
   ``suite_last``.
@@ -20,6 +24,7 @@ Every check in the suite requests the ``benchmark`` fixture, because
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -59,6 +64,34 @@ def pytest_collection_modifyitems(config, items):
         return 1
 
     items[:] = sorted(items, key=rank)  # stable: keeps pytest's order within a rank
+
+
+def pytest_report_header(config):
+    if config.stash.get(MODE_KEY, None) != "full":
+        return None
+    return ("evidence-bench: the benchmark suite (full mode): compiles the kernels if numba's cache is cold, runs "
+            "the sweep of bench/configs/suite.toml into results/, checks it, recomputes the lecture's claims and "
+            "writes results/report.html")
+
+
+def pytest_collection_finish(session):
+    """Full mode, with the sweep's test selected: compile the sweep's kernels
+    now, before the first test, saying so on the terminal when the cache is
+    cold ("compiling kernels (first run only, about N s)", then a bar), so that
+    the run is not silent and the sweep's timing holds no compilation."""
+    config = session.config
+    if config.stash.get(MODE_KEY, None) != "full" or config.option.collectonly:
+        return
+    if not any(item.nodeid.startswith("bench/bench_sweep.py") for item in session.items):
+        return
+    import sys
+
+    from bench.runner import compile_kernels, unfinished
+
+    s = Suite("full", Path(config.rootpath) / "results")
+    capman = config.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+        compile_kernels(unfinished(s.sweeps, s.out, fresh=s.fresh), stream=sys.stderr)
 
 
 @pytest.fixture(scope="session")
