@@ -144,9 +144,14 @@ def test_bad_input_is_refused(results):
         F.jensen_gap_vs_kl(analysis.jensen_table(df).iloc[0:0])
 
 
-def test_report_documents(results, tmp_path):
+@pytest.fixture(scope="module")
+def built(results):
+    return build_report(results[0])
+
+
+def test_report_documents(results, built, tmp_path):
     out, _ = results
-    paths = build_report(out)
+    paths = built
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == len(paths["figures"]) >= 7
     assert "pytest-benchmark timings" not in html
@@ -240,3 +245,52 @@ def test_biased_estimator_is_marked_on_the_figure(results):
     assert iwae_axes and all("biased for iwae" in [t.get_text() for t in ax.texts] for ax in iwae_axes[:1])
     elbo_axes = [ax for ax in fig.axes if ax.get_title().endswith("objective = elbo")]
     assert all("biased for iwae" not in [t.get_text() for t in ax.texts] for ax in elbo_axes)
+
+
+def test_report_structure_anchors_labels_and_unreliable_cells(results, built):
+    """The HTML has a TOC whose every link names an element, stable anchors
+    derived from ids and stems (the same on a re-render), labelled headers with
+    the code key in title=, num/text column classes, long tables collapsed, and
+    the unreliable cells (k-hat above threshold, by an independent check on the
+    table) marked in the summary and in the rows; the Markdown keeps the TOC,
+    the anchors and the marks."""
+    import re
+
+    out, df = results
+    paths = render_documents(out)
+    html = paths["html"].read_text()
+    md = paths["markdown"].read_text()
+    ids = re.findall(r"\bid='([^']+)'", html)
+    assert len(ids) == len(set(ids))
+    toc = re.search(r"<nav id='toc'.*?</nav>", html, re.S).group(0)
+    hrefs = re.findall(r"href='#([^']+)'", toc)
+    assert hrefs and set(hrefs) <= set(ids)
+    manifest = json.loads((out / "figures" / "manifest.json").read_text())
+    for m in manifest:
+        stem = m["file"][:-4]
+        assert f"fig-{stem}" in ids and f"#fig-{stem}" in toc
+    for key in ("summary", "figures", "tables", "table-importance_sampling", "table-elbo", "table-jensen_fit"):
+        assert key in ids
+    render_documents(out)  # anchors do not depend on the run
+    assert re.findall(r"\bid='([^']+)'", paths["html"].read_text()) == ids
+    # labels with units, the code key one hover away; numbers right, text left
+    assert "<th class='num' title='bias, bias_se' scope='col'>bias ± SE [nats]</th>" in html
+    assert "<th class='text' title='q' scope='col'>proposal q</th>" in html
+    assert "<th class='num' title='K' scope='col'>K [samples per estimate]</th>" in html
+    assert "points ((all))" not in html and "pooled over every problem" in html
+    # the IS and ELBO tables have 2 problems x 4 q x 3 K = 24 rows: collapsed
+    assert html.count("<details><summary>Show the table (24 rows)</summary>") == 2
+    # unreliable cells, found here without the report's helper
+    w = df[df["estimator"].isin(["importance_sampling", "elbo"])]
+    bad = w[(w["khat"] > w["khat_threshold"]) | (w["khat_unreliable"] > 0.5)]
+    assert len(bad), "the fixture should hold an unreliable cell (k-hat above threshold at K = 100)"
+    assert f"Unreliable cells ({len(bad)} of {int(w['khat'].notna().sum())} with a fitted k̂" in html
+    shown = bad[bad["K"].isin([1, 10, 100])]
+    n_marked_rows = html.count("<tr class='unreliable'>")
+    assert n_marked_rows == len(bad) + len(shown)  # the unreliable-cells table, and each row in its own table
+    for _, r in bad.iterrows():
+        assert f"⚠ k̂ {r['khat']:.2f}" in html and f"⚠ k̂ {r['khat']:.2f}" in md
+    assert "## Contents" in md and "(#table-importance_sampling)" in md
+    assert '<a id="fig-variance_vs_K_log_p_hat"></a>' in md and '<a id="summary"></a>' in md
+    # self-contained: no external fetch of any kind
+    assert not re.search(r"(src|href)=['\"](https?:)?//", html)
