@@ -1,15 +1,15 @@
 """The command line: ``python -m bench {run,report,list}``.
 
     python -m bench run CONFIG.toml [--out DIR] [--workers N | --scheduler ADDRESS] [--fresh]
-    python -m bench report DIR
+    python -m bench report DIR [--claims]
     python -m bench list
     python -m bench peers [--K 100 1000 ...] [--peers numpy jax torch] [--out CSV_or_DIR]
 
 ``run`` resumes: cells already finished in DIR are not recomputed.  The
-default DIR is ``results/<config name>``.  ``report`` first computes the
-lecture's claims (``bench.claims``, about a minute) into DIR unless DIR's
-claims.json already holds them; ``EVIDENCE_BENCH_MODE=smoke`` computes them at
-smoke sizes.  ``peers`` times the same work in
+default DIR is ``results/<config name>``.  ``report`` reports DIR's sweep, and
+the lecture's claims (``bench.claims``) when DIR's claims.json holds them;
+they do not depend on the sweep, so it computes them (about a minute;
+``EVIDENCE_BENCH_MODE=smoke``: smoke sizes) only with ``--claims``.  ``peers`` times the same work in
 this project's kernels and in NumPy, JAX and PyTorch (see ``bench.peers``).
 """
 
@@ -45,8 +45,11 @@ def build_parser():
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     rep = sub.add_parser("report", help="figures, report.html and report.md from a results directory "
-                         "(computes the lecture's claims into it first if they are not there)")
+                         "(with the lecture's claims if it holds them, or with --claims)")
     rep.add_argument("dir", help="results directory written by `run`")
+    rep.add_argument("--claims", action="store_true",
+                     help="compute the lecture's claims DIR does not hold yet into it first (about a minute; "
+                          "EVIDENCE_BENCH_MODE=smoke for smoke sizes); they do not depend on DIR's sweep")
 
     sub.add_parser("list", help="problem families (built-in and entry points), q presets, estimators, "
                    "gradient methods and objectives")
@@ -117,15 +120,25 @@ def _cmd_run(args):
 def _cmd_report(args):
     from reports.report import build_report, load_results
 
-    from .claims import claims_mode, ensure_claims
+    from .claims import claims_mode, ensure_claims, read_claims
 
     load_results(args.dir)  # a results directory? (before the claims' minute of work)
-    mode = claims_mode()
-    computed = ensure_claims(
-        args.dir, mode, progress=lambda c: print(f"claim {c.id}: {c.verdict} ({c.seconds:.1f} s, {mode})", flush=True)
-    )
-    if computed:
-        print(f"claims: computed {len(computed)} into {Path(args.dir) / 'claims.json'}")
+    claims_json = Path(args.dir) / "claims.json"
+    if args.claims:
+        mode = claims_mode()
+        computed = ensure_claims(
+            args.dir, mode,
+            progress=lambda c: print(f"claim {c.id}: {c.verdict} ({c.seconds:.1f} s, {mode})", flush=True),
+        )
+        if computed:
+            print(f"claims: computed {len(computed)} into {claims_json}")
+        else:
+            print(f"claims: all {len(read_claims(args.dir))} already in {claims_json}")
+    elif claims_json.is_file():
+        print(f"claims: {len(read_claims(args.dir))} from {claims_json} (--claims computes any missing)")
+    else:
+        print(f"claims: none in {args.dir}, so the report leaves them out; they do not depend on this sweep: "
+              f"--claims computes them into it (about a minute), and `pytest --benchmark-only` into results/")
     paths = build_report(args.dir)
     for kind, path in paths.items():
         if kind != "figures":

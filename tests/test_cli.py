@@ -3,6 +3,7 @@
 the table of an uninterrupted run."""
 
 import base64
+import json
 import os
 import re
 import signal
@@ -67,8 +68,14 @@ def test_run_then_report_end_to_end(tmp_path):
     assert len(df) == n_cells == len(list((out / "cells").glob("*.parquet")))
     assert (out / "jensen.parquet").is_file() and (out / "sweep.json").is_file()
 
-    # the report computes the lecture's claims first (smoke sizes here: EVIDENCE_BENCH_MODE=smoke)
-    r = _bench("report", str(out), cwd=tmp_path, env={**os.environ, "EVIDENCE_BENCH_MODE": "smoke"})
+    # without --claims the report is of the sweep alone: the lecture's claims are not computed
+    r = _bench("report", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"claims: none in {out}, so the report leaves them out" in r.stdout
+    assert not (out / "claims.json").exists() and "<h2>Claims</h2>" not in (out / "report.html").read_text()
+
+    # --claims computes them first (smoke sizes here: EVIDENCE_BENCH_MODE=smoke)
+    r = _bench("report", str(out), "--claims", cwd=tmp_path, env={**os.environ, "EVIDENCE_BENCH_MODE": "smoke"})
     assert r.returncode == 0, r.stderr
     assert "claims: computed" in r.stdout and (out / "claims.json").is_file()
     figures = sorted((out / "figures").glob("*.png"))
@@ -84,6 +91,10 @@ def test_run_then_report_end_to_end(tmp_path):
     md = (out / "report.md").read_text()
     assert all(f"](figures/{f.name})" in md for f in figures) and "| problem |" in md
     assert "<h2>Claims</h2>" in html and "## Claims" in md
+    r = _bench("report", str(out), cwd=tmp_path)  # then a plain report reuses them
+    assert r.returncode == 0, r.stderr
+    n_claims = len(json.loads((out / "claims.json").read_text())["claims"])
+    assert n_claims >= 1 and f"claims: {n_claims} from {out / 'claims.json'}" in r.stdout
 
 
 def test_list_names_everything(tmp_path):
