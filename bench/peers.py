@@ -477,7 +477,7 @@ def run_peers(Ks=DEFAULT_KS, peers=PEER_NAMES, repeats=5, progress=None):
 #: the primitives a ceiling is built from, with what each rate counts
 PRIMITIVES = {
     "normals": "ziggurat normals (rng.fill_normal, BLOCK * d buffers)",
-    "fma": "multiply-adds (the best of the kernel's own log_joint_rows loop and threads x one-thread BLAS dgemm)",
+    "fma": "multiply-adds (the best of the kernel's own log_joint_block and threads x one-thread BLAS dgemm)",
     "exps": "exps of the log-sum-exp fold (reduce.fold_block's loop)",
     "categorical": "categorical draws and counts (a uniform, a Walker alias draw, a count)",
     "uniforms": "xoshiro256** uniforms (rng.fill_uniform)",
@@ -564,7 +564,7 @@ def blas_fma_rate_one_thread(repeats=5, m=256):
 def machine_limits(scale=1.0, repeats=5):
     """The machine's peak rates of the kernels' primitives on all threads:
     normals/s, uniforms/s, categorical draws and counts/s, exps/s and
-    multiply-adds/s (the larger of the kernel's own ``log_joint_rows`` loop and
+    multiply-adds/s (the larger of the kernel's own ``log_joint_block`` loop and
     BLAS dgemm, ``blas_fma_rate_one_thread``).  Each is the best of ``repeats``
     one-thread runs of its limit kernel (``estimators.machine``), times the
     number of threads (an upper bound on the all-thread rate: see
@@ -594,7 +594,7 @@ def machine_limits(scale=1.0, repeats=5):
     uniforms = _best_rate(lambda: k["uniforms"](4 * n), 4 * blocks, repeats)
     categorical = _best_rate(lambda: k["categorical_counts"](2 * n, keep, alias), 2 * blocks, repeats)
     exps = _best_rate(lambda: k["exps"](20 * passes, lw_block), 20 * passes * machine.BLOCK, repeats)
-    fma_layout = _best_rate(lambda: k["log_joint_rows"](passes, z, xb, W, inv_psi),
+    fma_layout = _best_rate(lambda: k["log_joint_block"](passes, z, xb, W, inv_psi),
                             passes * machine.BLOCK * (D * d + 2 * D + d), repeats)
     fma_blas = blas_fma_rate_one_thread(repeats)
     per_thread = dict(normals_per_s=normals, uniforms_per_s=uniforms, categorical_per_s=categorical,

@@ -17,9 +17,10 @@ stream seeded as the driver seeds a unit (``seed_state``), the work in
     the mixture kernel's per-sample work and nothing else: a BLOCK of uniforms,
     then per uniform one alias draw (``categorical.draw``) and one count; the
     counts are folded once, not per block.  The categorical-draw ceiling.
-``log_joint_rows(passes, z, xb, W, inv_psi)``
-    the linear-Gaussian kernel's own arithmetic (``linear_gaussian.log_joint_rows``)
-    on a fixed BLOCK of z rows: D d + 2 D + d multiply-adds per row.
+``log_joint_block(passes, z, xb, W, inv_psi)``
+    the linear-Gaussian kernel's own arithmetic (``linear_gaussian.log_joint_block``:
+    one dgemm and the quadratic forms) on a fixed BLOCK of z rows: D d + 2 D + d
+    multiply-adds per row.
 ``exps(passes, lw)``
     the log-sum-exp fold's exps (``reduce.fold_block``'s loop: e = exp(l - m),
     s += e, s2 += e e) over a BLOCK of log-weights.
@@ -29,7 +30,7 @@ number of threads: a core runs a primitive at least as fast alone as when it
 shares the machine, so the product bounds what all threads reach (it is
 exact on idle independent cores, and a one-thread timing is not held up by a
 second thread that a busy machine has descheduled).  The multiply-add peak
-is the larger of ``log_joint_rows``' rate and one thread of BLAS dgemm, the
+is the larger of ``log_joint_block``' rate and one thread of BLAS dgemm, the
 best any code reaches, so a model that divides by it bounds any arrangement
 of the arithmetic.  The kernels are cached in their own subpackage, whose
 cache is cleared whenever a kernel source changes.
@@ -45,7 +46,7 @@ from ._kernels.linear_gaussian import SAFE_FASTMATH
 __all__ = ["limit_kernels", "alias_table", "BLOCK", "SAFE_FASTMATH", "NAMES"]
 
 #: the limit kernels, in ``estimators._kernels.limits.rates``
-NAMES = ("normals", "uniforms", "categorical_counts", "log_joint_rows", "exps")
+NAMES = ("normals", "uniforms", "categorical_counts", "log_joint_block", "exps")
 
 
 def limit_kernels():

@@ -27,8 +27,9 @@ constant +1 per log-diagonal entry.)  ``MODEL`` writes
 :math:`\partial/\partial \psi_i = (r_i^2/\psi_i - 1)/(2\psi_i)`, in the order
 (vec W row-major, b, psi).
 
-Draws and log-weights are those of ``linear_gaussian.block`` (same
-``draw_affine`` and ``log_joint_rows``), so the same seed gives the same z.
+Draws are those of ``linear_gaussian.block`` (same ``draw_affine``), so the
+same seed gives the same z; the log-weights are the same up to rounding (here
+from the residual of the block's GEMM, there from ``log_joint_block``).
 """
 
 from collections import namedtuple
@@ -37,24 +38,7 @@ import numpy as np
 from numba import njit
 
 from .gradient_driver import MODEL, REPARAM, SCORE, log_scale_constant, register_gradient_block
-from .linear_gaussian import SAFE_FASTMATH, affine_log_q, draw_affine, log_joint_rows
-
-@njit(cache=True, fastmath=SAFE_FASTMATH)
-def _grad_log_joint(zk, xb, W, inv_psi, r, g):
-    """r <- x - b - W z (residual), g <- grad_z log p(x, z)."""
-    D, d = W.shape
-    for i in range(D):
-        acc = xb[i]
-        for j in range(d):
-            acc -= W[i, j] * zk[j]
-        r[i] = acc
-    for j in range(d):
-        g[j] = -zk[j]
-    for i in range(D):
-        ri = r[i] * inv_psi[i]
-        for j in range(d):
-            g[j] += W[i, j] * ri
-
+from .linear_gaussian import SAFE_FASTMATH, affine_log_q, draw_affine, log_joint_block
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _log_joint_from_residual(zk, r, inv_psi, log_p_const):
@@ -83,6 +67,28 @@ def _inv_t_transpose(T, diagonal, eps, v):
         v[j] = acc / T[j, j]
 
 
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _block_residuals(z, n, xb, W, inv_psi, Rb, Sb, Gb):
+    """For the block's n samples at once: Rb[k] <- r_k = x - b - W z_k,
+    Sb[k] <- Psi^-1 r_k and Gb[k] <- grad_z log p(x, z_k) = -z_k + W^T Psi^-1 r_k,
+    the two products by BLAS dgemm (z W^T, then (R Psi^-1) W): a tuned GEMM
+    runs the 2 D d multiply-adds per sample several times faster than
+    per-sample loops.  A single-threaded dgemm (the block is below BLAS's
+    threading threshold) is a fixed function of its inputs, so the result does
+    not depend on which thread runs the block."""
+    D, d = W.shape
+    np.dot(z, W.T, Rb)
+    for k in range(n):
+        for i in range(D):
+            r = xb[i] - Rb[k, i]
+            Rb[k, i] = r
+            Sb[k, i] = r * inv_psi[i]
+    np.dot(Sb, W, Gb)
+    for k in range(n):
+        for j in range(d):
+            Gb[k, j] -= z[k, j]
+
+
 @njit(cache=True)
 def block(state, n, args, mode, lw, S):
     """Gradient block function (see ``gradient_driver``) for LinearGaussian."""
@@ -91,18 +97,21 @@ def block(state, n, args, mode, lw, S):
     u = np.empty((n, d))
     z = np.empty((n, d))
     draw_affine(state, u, z, n, loc, T, diagonal, normal_base)
+    Rb = np.empty((n, D))
+    Gb = np.empty((n, d))
     if mode == SCORE:  # no gradient of log p needed: the plain log-joint
-        log_joint_rows(z, n, xb, W, inv_psi, log_p_const, lw)
-    r = np.empty(D)
-    g = np.empty(d)
+        log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, Rb)
+    else:
+        # the block's residuals r = x - b - W z and gradients grad_z log p in
+        # two GEMMs; from r each sample's log-joint (W z is formed once)
+        _block_residuals(z, n, xb, W, inv_psi, Rb, np.empty((n, D)), Gb)
     v = np.empty(d)
     a = np.empty(d)
     const = log_scale_constant(mode)
     for k in range(n):
+        r = Rb[k]
+        g = Gb[k]
         if mode != SCORE:
-            # one pass gives the residual r = x - b - W z, grad_z log p, and
-            # from r the log-joint: W z is formed once per sample
-            _grad_log_joint(z[k], xb, W, inv_psi, r, g)
             lw[k] = _log_joint_from_residual(z[k], r, inv_psi, log_p_const)
         lw[k] -= affine_log_q(u[k], log_q_const, normal_base)
         if mode == MODEL:

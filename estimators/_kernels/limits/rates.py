@@ -8,7 +8,7 @@ from numba import njit
 
 from ..categorical import draw as categorical_draw
 from ..driver import BLOCK
-from ..linear_gaussian import log_joint_rows as lg_log_joint_rows
+from ..linear_gaussian import log_joint_block as lg_log_joint_block
 from ..rng import fill_normal, fill_uniform, seed_state
 
 
@@ -59,14 +59,16 @@ def categorical_counts(n, keep, alias):
 
 
 @njit(cache=True)
-def log_joint_rows(passes, z, xb, W, inv_psi):
-    """``passes`` runs of the linear-Gaussian kernel's own ``log_joint_rows`` on
-    the rows of z: D d + 2 D + d multiply-adds per row."""
+def log_joint_block(passes, z, xb, W, inv_psi):
+    """``passes`` runs of the linear-Gaussian kernel's own ``log_joint_block``
+    (one dgemm and the quadratic forms) on the rows of z: D d + 2 D + d
+    multiply-adds per row."""
     n = z.shape[0]
     lw = np.empty(n)
+    Wz = np.empty((n, W.shape[0]))
     acc = 0.0
     for _ in range(passes):
-        lg_log_joint_rows(z, n, xb, W, inv_psi, acc * 1e-300, lw)
+        lg_log_joint_block(z, n, xb, W, inv_psi, acc * 1e-300, lw, Wz)
         acc += lw[0]
     return acc
 
