@@ -23,8 +23,8 @@ class Progress:
     ``already`` items count as done from the start (cells a resumed sweep
     finds stored) but not in the rate.  The ETA is the remaining items times
     the seconds per item *since the first update*: the first item's start-up
-    (worker processes importing, a kernel loading) is not extrapolated.  Until
-    a second update it is ``elapsed / done`` per item.
+    (worker processes importing, a kernel compiling or loading) is not
+    extrapolated.  Until a second update it is "?".
     """
 
     def __init__(self, total, label="cells", stream=None, enabled=None, width=30, min_interval=0.1, already=0):
@@ -58,7 +58,7 @@ class Progress:
         )
 
     def eta(self, now=None):
-        """Seconds left, or None before any item of this run is done."""
+        """Seconds left, or None until two updates have given a rate."""
         now = time.monotonic() if now is None else now
         remaining = self.total - self.done
         if remaining == 0:
@@ -66,8 +66,7 @@ class Progress:
         if self._first is not None and self.done > self._first[1]:
             t1, d1 = self._first
             return (now - t1) / (self.done - d1) * remaining
-        ran = self.done - self.already
-        return (now - self.start) / ran * remaining if ran > 0 else None
+        return None
 
     def update(self, n=1, note=""):
         self.done = min(self.done + n, self.total)
