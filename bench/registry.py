@@ -381,9 +381,10 @@ def _elbo(p, x, q, K, R, seed):
     return estimators.elbo(p, x, q, K, R, seed=seed)
 
 
-def _gradient(p, x, q, K, R, seed, method="score", objective="elbo"):
-    """d objective / d q.params  (estimators.gradient; crossed with methods x objectives)."""
-    return estimators.gradient(p, x, q, K, R, method, objective, seed=seed)
+def _gradient(p, x, q, K, R, seed, method="score", objective="elbo", **options):
+    """d objective / d q.params  (estimators.gradient; crossed with methods x objectives, and
+    each method with its own options: temperature, eta)."""
+    return estimators.gradient(p, x, q, K, R, method, objective, seed=seed, **options)
 
 
 register_estimator("importance_sampling", _importance_sampling, "log_marginal", origin="built-in")

@@ -342,7 +342,7 @@ def gradient_probe(cell: Cell):
     p, x = cell.spec.build()
     q = cell_q(cell.spec, cell.q)
     try:
-        estimators.gradient(p, x, q, cell.K, 1, cell.method, cell.objective, seed=0)
+        estimators.gradient(p, x, q, cell.K, 1, cell.method, cell.objective, seed=0, **dict(cell.options))
     except ValueError as exc:
         return str(exc)
     return None
@@ -493,7 +493,7 @@ def run_cell(cell: Cell) -> dict:
     elif cell.estimator == "gradient":
         warm_cell(cell, p, x, q)
         t0 = time.perf_counter()
-        g = estimators.gradient(p, x, q, K, R, cell.method, cell.objective, seed=seed)
+        g = estimators.gradient(p, x, q, K, R, cell.method, cell.objective, seed=seed, **dict(cell.options))
         seconds = time.perf_counter() - t0
         truth, truth_se = _gradient_truth(p, x, q, cell)
         rows.summarize(row, row["target"], g, truth, truth_se)

@@ -446,9 +446,11 @@ class Sweep:
                         [(m, o) for o in self.objectives for m in self.methods] if est == "gradient" else [("", "")]
                     )
                     ref = dict(self._refs)[est]
-                    crossed = _option_grid(_accepted(est, self.options))
+                    accepted = _accepted(est, self.options)
                     for method, objective in variants:
-                        for opts in crossed:
+                        # a gradient method is crossed with the options it takes (METHODS[m].options)
+                        mine = _method_options(method, accepted) if est == "gradient" else accepted
+                        for opts in _option_grid(mine):
                             for K in self.K:
                                 yield Cell(label, spec, q, est, K, self.R, method, objective, self.seed,
                                            opts, ref or "")
@@ -541,9 +543,20 @@ def _option_grid(options):
     return grid
 
 
+def _method_options(method, options):
+    """The options a gradient method takes (``estimators.METHODS[method].options``)."""
+    takes = _ESTIMATOR_METHODS[method].options
+    return tuple((k, v) for k, v in options if k in takes)
+
+
 def _accepted(name, options):
     """The options an estimator takes: those its function names as keyword
-    parameters (all of them when it takes ``**options``, unless it is a built-in)."""
+    parameters (all of them when it takes ``**options``, unless it is a built-in);
+    for the built-in "gradient", the options of any of its methods (temperature,
+    eta: each method's cells are crossed with its own, ``_method_options``)."""
+    if name == "gradient":
+        takes = set().union(*(spec.options for spec in _ESTIMATOR_METHODS.values()))
+        return tuple((k, v) for k, v in options if k in takes)
     entry = _registry.get_estimator(name)
     try:
         params = inspect.signature(entry.fn).parameters

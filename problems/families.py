@@ -24,6 +24,9 @@ MixturePrior               no parameters: ``MixturePrior.lecture()`` with    the
                            ``weights, locs, scales, noise``: the constructor
 MissingPixels              ``MissingPixels.digits(latent_rows, on, off)``    latent_rows=2 (16 latent
                                                                              bits: ELBO/KL enumerable)
+SigmoidBeliefNet           ``SigmoidBeliefNet.random(m, D, seed,             m=8, D=16, seed=0,
+                           weight_scale)``: binary latents, exact answers    weight_scale=1.0
+                           by enumeration (m <= 20)
 RainforthLinearGaussian    ``RainforthLinearGaussian(seed, dim, noise)``:    seed=0, dim=20, noise=0.01
                            its ``problem`` and its own ``x``
 LinearGaussianStateSpace   ``LinearGaussianStateSpace.random(state_dim,      state_dim=2, obs_dim=2,
@@ -64,6 +67,7 @@ from .glyphs import SIZE
 from .linear_gaussian import LinearGaussian
 from .missing_pixels import MissingPixels
 from .mixture_prior import MixturePrior
+from .sigmoid_belief_net import SigmoidBeliefNet
 from .rainforth import RainforthLinearGaussian
 from .state_space import HiddenMarkov, LinearGaussianStateSpace
 
@@ -195,6 +199,12 @@ _RF_PARAMS = {
     "noise": (0.01, lambda n, v: _float(n, v, 0.0, None, low_open=False)),
 }
 
+_SBN_PARAMS = {
+    "m": (8, _count),
+    "D": (16, _count),
+    "seed": (0, _seed),
+    "weight_scale": (1.0, lambda n, v: _float(n, v, 0.0, None)),
+}
 _LGSS_PARAMS = {"state_dim": (2, _count), "obs_dim": (2, _count), "T": (50, _count), "seed": (0, _seed)}
 _HMM_PARAMS = {"S": (3, _count), "obs_dim": (2, _count), "T": (50, _count), "seed": (0, _seed)}
 
@@ -285,6 +295,17 @@ FAMILIES = {
         _checker("MissingPixels", _MP_PARAMS),
         False,
         parameters=_summary(_MP_PARAMS),
+    ),
+    "SigmoidBeliefNet": Family(
+        "SigmoidBeliefNet",
+        SigmoidBeliefNet.random,
+        {k: d for k, (d, _) in _SBN_PARAMS.items()},
+        "SigmoidBeliefNet.random(m, D, seed, weight_scale): h in {0,1}^m ~ prod Bern(sigmoid(c)), "
+        "x | h ~ prod Bern(sigmoid(W h + b)); binary z, exact log p(x), ELBO and its gradient by enumeration "
+        "(m <= 20); for the discrete gradient methods (arm, disarm, rebar, gumbel_softmax, straight_through)",
+        _checker("SigmoidBeliefNet", _SBN_PARAMS),
+        False,
+        parameters=_summary(_SBN_PARAMS),
     ),
     "RainforthLinearGaussian": Family(
         "RainforthLinearGaussian",

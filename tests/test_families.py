@@ -524,7 +524,7 @@ def test_rows_record_how_x_was_chosen(swept):
 def test_builtin_families_build_without_parameters_and_bench_reads_them():
     assert bench.FAMILIES is BUILTIN
     assert set(BUILTIN) == {"LinearGaussian", "GaussianMixture", "MixturePrior", "MissingPixels",
-                            "RainforthLinearGaussian", "LinearGaussianStateSpace", "HiddenMarkov"}
+                            "RainforthLinearGaussian", "LinearGaussianStateSpace", "HiddenMarkov", "SigmoidBeliefNet"}
     assert bench.METHODS == tuple(estimators.gradients.METHODS)
     assert bench.OBJECTIVES == tuple(estimators.gradients.OBJECTIVES)
     p, x = bench.ProblemSpec("MixturePrior").build()
