@@ -113,3 +113,47 @@ def test_continuous(benchmark, suite, method):
         np.testing.assert_allclose(g, np.broadcast_to(exact, g.shape), rtol=1e-9, atol=1e-9)
     else:
         _check(g, exact)
+
+
+# ---------------------------------------------------------------- the sweep's discrete gradient cells
+
+UNBIASED_IN_SWEEP = ("score", "score_loo", "arm", "disarm", "rebar")
+
+
+def _sweep_rows(suite):
+    df = suite.table()
+    rows = df[(df["estimator"] == "gradient") & (df["problem"] == "sbn")]
+    if rows.empty:
+        pytest.skip(f"{suite.config.name}: no SigmoidBeliefNet gradient cells")
+    return rows
+
+
+def test_sweep_discrete_gradients_unbiased(benchmark, suite):
+    """In the sweep: every unbiased binary-latent method (REBAR at every temperature) has its largest
+    bias t-statistic over cells x coordinates below the Bonferroni z*, against the exact p.elbo_grad.
+    Times that exact reference (enumeration)."""
+    rows = _sweep_rows(suite)
+    unbiased = rows[rows["method"].isin(UNBIASED_IN_SWEEP)]
+    p, x = suite.problem("sbn")
+    from bench.presets import make_q
+
+    q = make_q(p, x, unbiased["q"].iloc[0])
+    benchmark.pedantic(p.elbo_grad, args=(x, q), rounds=5, iterations=1)
+    zstar = bonferroni_z(int(unbiased["n_params"].sum()))
+    worst = unbiased.loc[unbiased["bias_t_max"].idxmax()]
+    benchmark.extra_info.update(cells=len(unbiased), z_star=zstar, max_t=float(worst["bias_t_max"]))
+    assert worst["bias_t_max"] < zstar, worst[["q", "method", "K", "options", "bias_t_max"]].to_dict()
+
+
+def test_sweep_relaxations_biased(benchmark, suite):
+    """In the sweep: Gumbel-softmax at temperature 2 and straight-through are measurably biased at the
+    largest K (bias t-statistic above the Bonferroni z*: the harness's test has power here)."""
+    rows = _sweep_rows(suite)
+    top = rows[rows["K"] == rows["K"].max()]
+    biased = top[((top["method"] == "gumbel_softmax") & (top["temperature"] == 2.0))
+                 | (top["method"] == "straight_through")]
+    assert len(biased) >= 2
+    zstar = bonferroni_z(int(rows["n_params"].sum()))
+    t = benchmark.pedantic(lambda: biased["bias_t_max"].to_numpy(float), rounds=1, iterations=1)
+    benchmark.extra_info.update(z_star=zstar, t=[float(v) for v in t])
+    assert (t > zstar).all(), biased[["q", "method", "options", "bias_t_max"]].to_dict()
