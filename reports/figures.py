@@ -66,7 +66,19 @@ _METHOD_STYLE = {
     "reparam": ("#0072B2", "D"),
     "stl": ("#009E73", "^"),
     "dreg": ("#CC79A7", "v"),
+    # binary latents (Bernoulli q); a method's option variants ("gumbel_softmax (temperature=2)") share its style
+    "arm": ("#56B4E9", "P"),
+    "disarm": ("#000000", "*"),
+    "rebar": ("#999933", "h"),
+    "gumbel_softmax": ("#882255", "<"),
+    "straight_through": ("#44AA99", ">"),
 }
+
+
+def _method_style(method):
+    """(color, marker) of a method label, its option suffix dropped; gray x for others (a user's)."""
+    base = method if method.endswith("(yours)") else method.split(" (")[0]
+    return _METHOD_STYLE.get(base, ("0.3", "x"))
 #: (method, objective) pairs whose estimator is biased by construction, and the label that says so
 BIASED = {("stl", "iwae"): "stl (biased for iwae)"}
 
@@ -395,14 +407,29 @@ def gradient_rows(df):
     user's: method = "<name> (yours)") as a method of its objective."""
     targets = row_targets(df)
     other = (df["estimator"] != "gradient") & np.isin(targets, ["elbo_grad", "iwae_grad"])
+    builtin = _with_options(df[df["estimator"] == "gradient"])
     if not other.any():
-        return df[df["estimator"] == "gradient"]
+        return builtin
     extra = df[other].copy()
     user = _is_user(extra)
     extra["method"] = [f"{e} (yours)" if u else e for e, u in zip(extra["estimator"], user)]
     extra["objective"] = np.where(targets[other.to_numpy()] == "iwae_grad", "iwae", "elbo")
     extra["estimator"] = "gradient"
-    return pd.concat([df[df["estimator"] == "gradient"], extra], ignore_index=True)
+    return pd.concat([builtin, extra], ignore_index=True)
+
+
+def _with_options(rows):
+    """A built-in method's rows with options (temperature, eta) labelled by them:
+    "gumbel_softmax (temperature=2)", one line per setting."""
+    if "options" not in rows or not (rows["options"].fillna("") != "").any():
+        return rows
+    rows = rows.copy()
+    rows["method"] = [
+        f"{m} ({', '.join(f'{k}={v:g}' if isinstance(v, (int, float)) else f'{k}={v}' for k, v in _json(o).items())})"
+        if isinstance(o, str) and o else m
+        for m, o in zip(rows["method"], rows["options"])
+    ]
+    return rows
 
 
 def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
@@ -423,7 +450,7 @@ def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
             g0 = sub[(sub["problem"] == problem) & (sub["objective"] == objective)]
             for method, g in g0.groupby("method", sort=False):
                 g = g.sort_values("K")
-                color, marker = _METHOD_STYLE.get(method, ("0.3", "x"))
+                color, marker = _method_style(method)
                 yours = method.endswith("(yours)")
                 biased = BIASED.get((method, objective))
                 K = g["K"].to_numpy(float)
@@ -500,7 +527,7 @@ def throughput_vs_k(df, max_panels=6):
             K, y = med.index.to_numpy(float), med.to_numpy(float)
             ok = np.isfinite(y) & (y > 0)
             if est == "gradient":
-                color, marker = _METHOD_STYLE.get(method, ("0.3", "x"))
+                color, marker = _method_style(method)
                 ls, label = ("-" if objective == "elbo" else "--"), f"gradient {method} / {objective}"
             else:
                 color, marker, ls = ("k", "o", "-") if est == "importance_sampling" else ("0.55", "s", "-")

@@ -41,6 +41,7 @@ from . import figures as F
 from . import labels as L
 from . import figures_trust
 from . import figures_peers
+from . import figures_discrete
 
 __all__ = ["build_report", "render_documents", "load_results", "unreliable_mask", "BENCHMARK_JSON", "FIGURE_SECTIONS"]
 
@@ -52,6 +53,7 @@ BENCHMARK_JSON = "pytest-benchmark.json"
 FIGURE_SECTIONS = [
     figures_trust.trust_specs,
     figures_peers.peers_specs,
+    figures_discrete.discrete_specs,
 ]
 _DPI = 130
 
