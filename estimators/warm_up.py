@@ -33,22 +33,22 @@ def warm_up(p, x, q, method=None, objective="elbo"):
 
 def kernel_cache_status():
     """``(uncached, total)``: of the numba kernels in ``estimators._kernels``
-    compiled with ``cache=True``, how many have no compiled signature in
-    numba's on-disk cache yet (its index file is missing, or was written for
-    other sources).  On a fresh install ``uncached == total``: the first run
-    compiles.  Reads only the index files; compiles nothing."""
-    import importlib
+    compiled with ``cache=True`` (those of the kernel modules imported so
+    far: importing ``estimators`` imports them all), how many have no
+    compiled signature in numba's on-disk cache yet (its index file is
+    missing, or was written for other sources).  On a fresh install
+    ``uncached == total``: the first run compiles.  Reads only the index
+    files; compiles and imports nothing."""
     import pickle
-    import pkgutil
+    import sys
 
     from numba.core.dispatcher import Dispatcher
 
-    from . import _kernels
-
     found = {}
-    for info in pkgutil.walk_packages(_kernels.__path__, _kernels.__name__ + "."):
-        module = importlib.import_module(info.name)
-        for value in vars(module).values():
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith("estimators._kernels."):
+            continue
+        for value in list(vars(module).values()):
             if isinstance(value, Dispatcher) and hasattr(getattr(value, "_cache", None), "_cache_file"):
                 found[id(value)] = value
     uncached = 0
