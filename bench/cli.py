@@ -8,7 +8,7 @@
 ``run`` resumes: cells already finished in DIR are not recomputed.  The
 default DIR is ``results/<config name>``.  ``report`` reports DIR's sweep, and
 the lecture's claims (``bench.claims``) when DIR's claims.json holds them;
-they do not depend on the sweep, so it computes them (about a minute;
+they do not depend on the sweep, so it computes them (a few minutes;
 ``EVIDENCE_BENCH_MODE=smoke``: smoke sizes) only with ``--claims``.  ``peers`` times the same work in
 this project's kernels and in NumPy, JAX and PyTorch (see ``bench.peers``).
 """
@@ -48,7 +48,7 @@ def build_parser():
                          "(with the lecture's claims if it holds them, or with --claims)")
     rep.add_argument("dir", help="results directory written by `run`")
     rep.add_argument("--claims", action="store_true",
-                     help="compute the lecture's claims DIR does not hold yet into it first (about a minute; "
+                     help="compute the lecture's claims DIR does not hold yet into it first (a few minutes; "
                           "EVIDENCE_BENCH_MODE=smoke for smoke sizes); they do not depend on DIR's sweep")
 
     sub.add_parser("list", help="problem families (built-in and entry points), q presets, estimators, "
@@ -138,7 +138,7 @@ def _cmd_report(args):
         print(f"claims: {len(read_claims(args.dir))} from {claims_json} (--claims computes any missing)")
     else:
         print(f"claims: none in {args.dir}, so the report leaves them out; they do not depend on this sweep: "
-              f"--claims computes them into it (about a minute), and `pytest --benchmark-only` into results/")
+              f"--claims computes them into it (a few minutes), and `pytest --benchmark-only` into results/")
     paths = build_report(args.dir)
     for kind, path in paths.items():
         if kind != "figures":
