@@ -481,6 +481,9 @@ def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
             ax.set_ylabel(ylabel)
             ax.set_title(f"{problem}, objective = {objective}")
             ax.grid(True, alpha=0.3)
+            absent = [m for m in dict.fromkeys(sub["method"]) if m not in set(g0["method"])]
+            if absent:
+                notes.append(f"no cells here for {', '.join(absent)} (skipped: see the report's Skipped cells)")
             _note(ax, notes)
     _legend_outside(fig, title="method")
     fig.suptitle(f"{title}, q = {q}")
