@@ -104,11 +104,14 @@ def _figure_specs(res):
         specs.append(("variance_vs_K_log_p_hat", "Variance of log p̂(x) vs K",
                       "Importance sampling: the variance of the log estimate falls like 1/K once K is large "
                       "enough for the delta method (black dashed: a 1/K slope; dotted, per q: the delta-method "
-                      "value Var_q[w]/(K p(x)²) where finite and known).",
+                      "value Var_q[w]/(K p(x)²) where finite and known; the y range is the data's, and a line that leaves it is "
+                      "clipped, as the panel's note says).",
                       lambda: F.variance_vs_k(df, "importance_sampling")))
         specs.append(("bias_vs_K_log_p_hat", "Bias of log p̂(x) vs K",
                       "log p̂ is biased low (Jensen); the delta method predicts a bias of "
-                      "−Var_q[w]/(2K p(x)²) (dashed), drawn where Var_q[w] is finite and known.",
+                      "−Var_q[w]/(2K p(x)²) (dashed), drawn where Var_q[w] is finite and known. The y axis is "
+                      "symmetric-log, so a point whose measured bias has the other sign (within noise of 0) sits "
+                      "below 0 instead of being dropped; hollow markers: |bias| < 2 SE.",
                       lambda: F.bias_vs_k(df)))
     if "elbo" in est:
         specs.append(("variance_vs_K_elbo", "Variance of the ELBO estimate vs K",
