@@ -123,3 +123,14 @@ def test_results_dir_feeds_the_report_figure(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="^out:"):
         peers.write_results(df, limits, tmp_path / "file")
+
+
+def test_numpy_lg_peer_log_weights_are_the_models(works):
+    """The whitened NumPy peer's log-weights equal log p(x, z) - log q(z) from the
+    problem and the proposal themselves."""
+    lg, _ = works
+    npp = peers.NumpyPeer()
+    eps = np.random.default_rng(3).standard_normal((2, 5, 20))
+    z, _, lw = npp._log_w(lg.arrays, eps, *npp._whitened(lg.arrays))
+    zf = z.reshape(-1, 20)
+    np.testing.assert_allclose(lw.ravel(), lg.problem.log_joint(lg.x, zf) - lg.q.log_prob(zf), rtol=0, atol=1e-10)
