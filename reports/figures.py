@@ -96,9 +96,15 @@ def _rows(df, estimator, what):
     return sub
 
 
-def _panels(n, ncols=None, nrows=1, width=5.2, height=4.2, sharey=False):
+def _suptitle(fig, text, **kw):
+    """The figure's title, wrapped to the figure's width (a one-panel figure is narrow)."""
+    return fig.suptitle(text, wrap=True, **kw)
+
+
+def _panels(n, ncols=None, nrows=1, width=5.2, height=4.2, sharey=False, legend_width=2.0):
+    """A grid of panels with room on the right for the figure's legend."""
     ncols = n if ncols is None else ncols
-    fig = Figure(figsize=(width * ncols, height * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(width * ncols + legend_width, height * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=sharey)
     return fig, axes
 
@@ -254,7 +260,7 @@ def variance_vs_k(df, estimator="importance_sampling"):
         ax.grid(True, which="major", alpha=0.3)
         _note(ax, notes)
     _legend_outside(fig, title="q")
-    fig.suptitle(f"Variance of {_ESTIMATOR_TEXT.get(estimator, estimator)} vs K, per proposal q (±1 SE)")
+    _suptitle(fig, f"Variance of {_ESTIMATOR_TEXT.get(estimator, estimator)} vs K, per proposal q (±1 SE)")
     return fig
 
 
@@ -333,7 +339,7 @@ def bias_vs_k(df):
         ax.grid(True, which="major", alpha=0.3)
         _note(ax, notes)
     _legend_outside(fig, title="q")
-    fig.suptitle(r"Bias of $\log\hat p(x)$ vs K: measured points and the prediction Var$_q[w]/(2K\,p(x)^2)$")
+    _suptitle(fig, r"Bias of $\log\hat p(x)$ vs K: measured points and the prediction Var$_q[w]/(2K\,p(x)^2)$")
     return fig
 
 
@@ -351,7 +357,7 @@ def jensen_gap_vs_kl(jt, fit=None, tolerance_se=4.0):
     if jt.empty:
         raise ValueError("jt: no rows to draw jensen_gap_vs_kl")
     problems = list(dict.fromkeys(jt["problem"]))
-    fig = Figure(figsize=(5.4 * len(problems), 7.2), layout="constrained")
+    fig = Figure(figsize=(5.4 * len(problems) + 2.0, 7.2), layout="constrained")
     axes = fig.subplots(2, len(problems), squeeze=False, height_ratios=[3, 1.3])
     styles = _q_styles(list(dict.fromkeys(jt["q"])))
     for j, problem in enumerate(problems):
@@ -397,7 +403,7 @@ def jensen_gap_vs_kl(jt, fit=None, tolerance_se=4.0):
         axr.grid(True, alpha=0.3)
         _note(ax, notes, inside=True)
     _legend_outside(fig, title="q")
-    fig.suptitle("Jensen gap of the Monte Carlo ELBO vs the exact KL divergence (pooled over K)")
+    _suptitle(fig, "Jensen gap of the Monte Carlo ELBO vs the exact KL divergence (pooled over K)")
     return fig
 
 
@@ -486,7 +492,7 @@ def _gradient_panels(df, q, value, err, ylabel, title, floor=False):
                 notes.append(f"no cells here for {', '.join(absent)} (skipped: see the report's Skipped cells)")
             _note(ax, notes)
     _legend_outside(fig, title="method")
-    fig.suptitle(f"{title}, q = {q}")
+    _suptitle(fig, f"{title}, q = {q}")
     return fig
 
 
@@ -546,7 +552,7 @@ def throughput_vs_k(df, max_panels=6):
         ax.grid(True, alpha=0.3)
     _legend_outside(fig, title="estimator")
     more = f"\n({left_out} more problems in the table)" if left_out else ""
-    fig.suptitle("Throughput vs K: K·R samples per second of one timed call per cell (compilation excluded)" + more)
+    _suptitle(fig, "Throughput vs K: K·R samples per second of one timed call per cell (compilation excluded)" + more)
     return fig
 
 
@@ -598,7 +604,7 @@ def estimators_vs_k(df, target="log_marginal", max_panels=6):
     if (pairs >= 2).any():  # a comparison needs two estimators in a panel; pairs with one are in the tables
         pairs = pairs[pairs >= 2]
     shown = list(pairs.index[:max_panels])
-    fig, axes = _panels(len(shown), nrows=2, height=3.4, width=max(5.2, 9.0 / len(shown)))
+    fig, axes = _panels(len(shown), nrows=2, height=3.4, width=max(5.2, 9.0 / len(shown)), legend_width=0.0)
     for col, (problem, q) in enumerate(shown):
         g = sub[(sub["problem"] == problem) & (sub["q"] == q)]
         top, bottom = axes[0][col], axes[1][col]
@@ -639,7 +645,7 @@ def estimators_vs_k(df, target="log_marginal", max_panels=6):
                title="estimator", title_fontsize=8)
     left_out = len(pairs) - len(shown)
     more = f"; {left_out} more (problem, q) pairs in the tables" if left_out > 0 else ""
-    fig.suptitle(f"All {_TARGET_TEXT.get(target, target)} side by side\nbias (±1 SE) and variance vs K{more}")
+    _suptitle(fig, f"All {_TARGET_TEXT.get(target, target)} side by side\nbias (±1 SE) and variance vs K{more}")
     return fig
 
 
@@ -903,7 +909,7 @@ def smc_variance_vs_n(df, max_variance=FIT_MAX_VARIANCE, max_panels=6):
         _write_lines(tax, [f"fits of log Var on log N ({hollow} hollow point(s) not fitted):"] + lines + notes)
     _law_legend(fig, max_variance, "proposal / resampling")
     more = len(candidates) - len(problems)
-    fig.suptitle(r"Particle filter: Var$(\log\hat Z)$ vs N" + "\n" + r"expected slope $-1$ for large N"
+    _suptitle(fig, r"Particle filter: Var$(\log\hat Z)$ vs N" + "\n" + r"expected slope $-1$ for large N"
                  + (f" ({more} more problems in the table)" if more > 0 else ""))
     return fig
 
@@ -972,7 +978,7 @@ def smc_variance_vs_t(df, max_variance=math.inf):
         _law_legend(fig, max_variance, "proposal / resampling")
     else:
         _legend_outside(fig, title="proposal / resampling")
-    fig.suptitle(r"Particle filter: Var$(\log\hat Z)$ vs T at fixed N" + "\n"
+    _suptitle(fig, r"Particle filter: Var$(\log\hat Z)$ vs T at fixed N" + "\n"
                  + r"expected slope $1$ (averaged over the observed series)")
     return fig
 
@@ -1066,7 +1072,7 @@ def smc_bias_vs_variance(df):
         notes.append(f"{n_reverse} reverse (BDMC upper-bound) AIS row(s) not drawn: their bias is +Var/2")
     _note(axr, notes, inside=True)
     _legend_outside(fig, title="estimator")
-    fig.suptitle(r"Bias of $\log\hat Z$ vs $-$Var/2 for unbiased $\hat Z$" + "\n(particle filter, forward AIS)")
+    _suptitle(fig, r"Bias of $\log\hat Z$ vs $-$Var/2 for unbiased $\hat Z$" + "\n(particle filter, forward AIS)")
     return fig
 
 
@@ -1149,7 +1155,7 @@ def smc_proposals(df, max_panels=4):
         _note(axr, notes, inside=True)
     _legend_outside(fig, title="resampling")
     more = len(ranked) - len(problems)
-    fig.suptitle("Particle filter: bootstrap vs locally optimal proposal"
+    _suptitle(fig, "Particle filter: bootstrap vs locally optimal proposal"
                  + (f"\n({more} more problems with both proposals in the table)" if more > 0 else ""))
     return fig
 
@@ -1219,5 +1225,5 @@ def ais_sandwich(df):
                           f"gap {gap[last]:.3g} ± {gse[last]:.2g} at {int(S[last])} steps", fontsize=9)
         _note(bottom, notes, inside=True)
     _legend_outside(fig)
-    fig.suptitle("Annealed importance sampling:\nthe BDMC sandwich closing as the steps grow")
+    _suptitle(fig, "Annealed importance sampling:\nthe BDMC sandwich closing as the steps grow")
     return fig
