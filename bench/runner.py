@@ -369,9 +369,10 @@ def warm_cell(cell: Cell, p, x, q):
 
 #: Seconds numba takes, from a cold cache, to compile the kernels of one kind
 #: of cell (``compile_keys``; many kinds share kernels, so this is an average),
-#: on 2 cores: bench/configs/small.toml, 48 kinds, took 141 s with five other
-#: jobs on those cores and about a third of that alone.  Only for the "about N
-#: s" a first run announces; the bar that follows is measured.
+#: on 2 cores: bench/configs/small.toml, 48 kinds, took 141 s and
+#: bench/configs/suite.toml, 122 kinds, 272 s (in a fresh clone), both with
+#: five other jobs on those cores (load 8-12), so less alone.  Only for the
+#: "about N s" a first run announces; the bar that follows is measured.
 COLD_SECONDS_PER_KIND = 1.5
 
 
