@@ -20,11 +20,19 @@ reflects computation, not call overhead.  Before timing, each implementation's
 estimates are checked against the exact answer (``check_agreement``): the same
 truth within 5 standard errors, so the comparison is of the same work.
 
-``machine_limits`` measures what the hardware allows for this work: normal
-draws per second (the ziggurat, all threads), fused multiply-adds per second
-(a 20 x 20 matrix-vector kernel, all threads) and exponentials per second; the
-kernel's fraction of that limit is the time the limits predict for the
-kernel's draws and arithmetic divided by the time it took.
+``machine_limits`` measures what the hardware allows for this work: the peak
+rate of each primitive the kernels are built from (ziggurat normals,
+uniforms, categorical draws and counts, exps, multiply-adds), each timed alone
+on one thread with the kernels' own generator and layout
+(``estimators.machine``) and multiplied by the threads.  ``work_model`` counts
+each kernel's irreducible work per sample from its algorithm, and ``ceiling``
+turns counts and rates into an upper bound on samples/s,
+1 / max_i (n_i / rate_i): no kernel can beat it, so a fraction above 100 %
+means the model is wrong (tests/test_peers.py checks it on one run).  Every
+implementation says which algorithm it uses (``algorithms``; printed under
+each table).  ``--out DIR`` writes the rows with the ceilings to
+DIR/peers.parquet (``write_results``), which ``python -m bench report DIR``
+draws (``reports.figures_peers``).
 """
 
 from __future__ import annotations
