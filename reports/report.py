@@ -633,7 +633,10 @@ def _claims_section(claims, manifest, d):
         else:
             md += ["(figure not drawn yet: run `python -m bench report DIR`)", ""]
             h.append("<p class='note'>(figure not drawn yet: run <code>python -m bench report DIR</code>)</p>")
-        md += ["**Numbers.**", "", _md_table(nums), ""]
+        # Markdown cannot hover: the claims.json key follows each label
+        nums_md = pd.DataFrame({"number": [f"{lab} (`{k}`)" for lab, k in zip(nums["number"], order)],
+                                "value": nums["value"]})
+        md += ["**Numbers.**", "", _md_table(nums_md), ""]
         # each quantity's label, with its claims.json key one hover away
         rows = [_Cell(lab, f"<span title='{html.escape(k)}'>{html.escape(lab)}</span>")
                 for lab, k in zip(nums["number"], order)]

@@ -294,3 +294,28 @@ def test_report_structure_anchors_labels_and_unreliable_cells(results, built):
     assert '<a id="fig-variance_vs_K_log_p_hat"></a>' in md and '<a id="summary"></a>' in md
     # self-contained: no external fetch of any kind
     assert not re.search(r"(src|href)=['\"](https?:)?//", html)
+
+
+def test_claim_numbers_carry_labels_and_keys(tmp_path):
+    """A claim's Numbers table shows human labels; the claims.json key is in
+    title= (HTML) and beside the label (Markdown); an unknown key is shown as
+    itself, and <base>_se as the SE of <base>."""
+    from reports import labels as L
+    from reports.report import _claims_section
+
+    claim = {"id": "score_steps_small", "title": "T", "statement": "S", "rule": "R", "verdict": "held",
+             "mode": "smoke", "seconds": 1.0, "figure": "training",
+             "numbers": {"variance_ratio_score_loo_to_reparam_at_fitted_encoder": 0.25, "new_number": 3,
+                         "mean_ratio_K1_se": 0.5, "ratio_K1_N(2, σ²=2)": 8.0},
+             "number_order": ["variance_ratio_score_loo_to_reparam_at_fitted_encoder", "new_number",
+                              "mean_ratio_K1_se", "ratio_K1_N(2, σ²=2)"]}
+    md, h = _claims_section([claim], [], tmp_path)
+    html, md = "\n".join(h), "\n".join(md)
+    label = "gradient variance ratio score_loo / reparam, encoder fitted"
+    assert L.number_label("variance_ratio_score_loo_to_reparam_at_fitted_encoder") == label
+    assert f"<span title='variance_ratio_score_loo_to_reparam_at_fitted_encoder'>{label}</span>" in html
+    assert f"{label} (`variance_ratio_score_loo_to_reparam_at_fitted_encoder`)" in md
+    assert L.number_label("new_number") == "new number"
+    assert L.number_label("mean_ratio_K1_se") == "SE of: mean of p̂/p at K = 1"
+    assert L.number_label("ratio_K1_N(2, σ²=2)") == "variance ratio score / reparam at K = 1, q = N(2, σ²=2)"
+    assert "id='claim-score_steps_small'" in html and '<a id="claim-score_steps_small"></a>' in md
