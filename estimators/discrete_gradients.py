@@ -272,8 +272,10 @@ def rebar_elbo(p, x, q, K, R, key, temperature, eta, *, numpy=False):
     :math:`b = H(z) = 1[u < \pi]`, the conditional sample :math:`\tilde z = \theta +
     \mathrm{logit}(u')` with :math:`u' = 1 - \pi + v\pi` (b = 1) or :math:`u' = v(1-\pi)`
     (b = 0), v a second uniform, and the relaxed control variate
-    :math:`\tilde f(z) = \log p(x, \sigma(z/\tau)) - \theta\cdot\sigma(z/\tau)` (theta
-    held fixed; it relaxes :math:`f_\theta(b) = \log p(x, b) - \theta\cdot b + \text{const}`):
+    :math:`\tilde f(z) = \log p(x, \sigma(z/\tau)) - \theta\cdot\sigma(z/\tau) - \sum_j \log(1 - \pi_j)`
+    (theta held fixed; it relaxes :math:`f_\theta(b) = \log p(x, b) - \log q(b) = \log p(x, b) - \theta\cdot b
+    - \sum_j \log(1 - \pi_j)` term by term -- the constant changes no expectation, and leaving it out
+    of the control variate would add :math:`(\sum_j \log(1-\pi_j))^2 \pi_i(1-\pi_i)` to each coordinate's variance):
 
     .. math:: \hat g = [f(b) - \eta \tilde f(\tilde z)](b - \pi)
               + \eta\, \partial_\theta \tilde f(z) - \eta\, \partial_\theta \tilde f(\tilde z).
@@ -289,13 +291,14 @@ def rebar_elbo(p, x, q, K, R, key, temperature, eta, *, numpy=False):
     theta, pi = q.params, q.probs
     f = _f(p, x, q)
     m = q.dim
+    log_off_sum = float(np.sum(log_expit(-theta)))  # sum_j log(1 - pi_j)
 
     def ftilde(zeta):
         n = zeta.shape[0]
         v = np.asarray(p.log_joint_relaxed(x, zeta), dtype=np.float64)
         if v.shape != (n,) or not np.isfinite(v).all():
             raise ValueError(f"p.log_joint_relaxed: returned shape {v.shape} or non-finite values, expected ({n},)")
-        return v - zeta @ theta, _relaxed_grad(p, x, zeta) - theta
+        return v - zeta @ theta - log_off_sum, _relaxed_grad(p, x, zeta) - theta
 
     def terms(u, v):
         b = (u < pi).astype(np.int8)

@@ -145,7 +145,7 @@ def test_straight_through_on_missing_pixels_matches_enumeration():
 def test_several_chunks_per_replicate():
     """K over two chunks: the units of a replicate are combined (DisARM, exact truth)."""
     p, x, q = sbn_case(5, 6, 2)
-    g = estimators.gradient(p, x, q, 2 * CHUNK + 7, 24, "disarm", seed=3)
+    g = estimators.gradient(p, x, q, 2 * CHUNK + 7, 10, "disarm", seed=3)
     mean, se = _mean_se(g)
     assert np.all(np.abs(mean - p.elbo_grad(x, q)) < Z * se)
 

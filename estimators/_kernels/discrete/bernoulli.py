@@ -471,7 +471,7 @@ def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, nfeat, p
             grad(model, z, work, g)
             ft = value_grad(model, zt, work, gt)
             for j in range(m):
-                ft -= zt[j] * theta[j]
+                ft -= zt[j] * theta[j] + log_off[j]
             w = fb - eta * ft
             for j in range(m):
                 acc[j] += w * (b1[j] - pi[j]) + eta * ((g[j] - theta[j]) * dz[j] - (gt[j] - theta[j]) * dzt[j])
