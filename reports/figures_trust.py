@@ -7,7 +7,8 @@ recomputed except the drawn fits, whose formulas are below.
                        weights (mean over replicates), per K, with the
                        reliability threshold :math:`\min(1 - 1/\log_{10}K,\ 0.7)`
                        of Vehtari et al. (2024) drawn for each K; points above
-                       it are ringed "unreliable".
+                       it (or with most replicates above it: ``unreliable_mask``,
+                       the report's rule too) are ringed "unreliable".
 * ``bounds_sandwich``  per (problem, q): the exact :math:`\mathcal L` (ELBO),
                        :math:`\log p(x)` and :math:`\mathrm{CUBO}_n = \frac1n\log E_q[w^n]`
                        as lines, and the Monte Carlo estimates with ±1 SE as
@@ -39,7 +40,7 @@ from matplotlib.ticker import NullFormatter
 
 from .figures import OKABE_ITO, power_law_fit
 
-__all__ = ["khat_vs_q", "bounds_sandwich", "jvi_bias_vs_k", "trust_specs", "FIT_MIN_Z"]
+__all__ = ["unreliable_mask", "khat_vs_q", "bounds_sandwich", "jvi_bias_vs_k", "trust_specs", "FIT_MIN_Z"]
 
 FIT_MIN_Z = 2.0  # a bias enters the slope fit only where |bias| > FIT_MIN_Z SE
 _MARKERS = "osD^vP*Xh<>p"
@@ -93,6 +94,23 @@ def _footnote(fig, lines):
 
 
 # --------------------------------------------------------------------------- k-hat
+def unreliable_mask(df):
+    r"""The cells whose importance weights have an unreliable tail (PSIS,
+    Vehtari et al. 2024): the mean Pareto k̂ over the replicates above
+    ``khat_threshold`` = min(1 − 1/log₁₀ K, 0.7), or more than half of the
+    replicates above it (``khat_unreliable`` is that fraction).  False where
+    k̂ was not fitted (K <= 20, equal weights) or the columns are absent."""
+    if "khat" not in df or "khat_threshold" not in df:
+        return np.zeros(len(df), dtype=bool)
+    k = df["khat"].to_numpy(float)
+    t = df["khat_threshold"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        out = np.isfinite(k) & np.isfinite(t) & (k > t)
+        if "khat_unreliable" in df:
+            out |= df["khat_unreliable"].to_numpy(float) > 0.5
+    return out
+
+
 def _khat_rows(df):
     """IS rows with a k-hat (ELBO rows where no IS row exists for that (problem, q, K))."""
     if "khat" not in df.columns:
@@ -139,9 +157,9 @@ def khat_vs_q(df, max_panels=MAX_PANELS):
             x = np.array([xpos[q] for q in ok["q"]]) + offset
             ax.plot(x, ok["khat"], ls="none", marker=marker, color=color, ms=5, label=f"K = {K:g}",
                     gid=f"khat:K={K}")
-            bad = ok["khat"] > ok["khat_threshold"]
+            bad = unreliable_mask(ok)
             if bad.any():
-                ax.plot(x[bad.to_numpy()], ok.loc[bad, "khat"], ls="none", marker="o", ms=11, mfc="none",
+                ax.plot(x[bad], ok.loc[bad, "khat"], ls="none", marker="o", ms=11, mfc="none",
                         mec="k", mew=1.0, label="above its K's threshold: unreliable")
             thr = float(at["khat_threshold"].iloc[0])
             ax.axhline(thr, color=color, ls="--", lw=0.9, label=f"threshold at K = {K:g}: {thr:.2f}")

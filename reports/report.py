@@ -40,6 +40,7 @@ from . import claims as C
 from . import figures as F
 from . import labels as L
 from . import figures_trust
+from .figures_trust import unreliable_mask
 from . import figures_peers
 from . import figures_discrete
 
@@ -282,23 +283,6 @@ def _column_kinds(df):
         filled = [s for t, s in cells if t != ""]
         kinds[c] = "num" if filled and all(s is not None for s in filled) else "text"
     return kinds
-
-
-def unreliable_mask(df):
-    r"""The cells whose importance weights have an unreliable tail (PSIS,
-    Vehtari et al. 2024): the mean Pareto k̂ over the replicates above
-    ``khat_threshold`` = min(1 − 1/log₁₀ K, 0.7), or more than half of the
-    replicates above it (``khat_unreliable`` is that fraction).  False where
-    k̂ was not fitted (K <= 20, equal weights) or the columns are absent."""
-    if "khat" not in df or "khat_threshold" not in df:
-        return np.zeros(len(df), dtype=bool)
-    k = df["khat"].to_numpy(float)
-    t = df["khat_threshold"].to_numpy(float)
-    with np.errstate(invalid="ignore"):
-        out = np.isfinite(k) & np.isfinite(t) & (k > t)
-        if "khat_unreliable" in df:
-            out |= df["khat_unreliable"].to_numpy(float) > 0.5
-    return out
 
 
 def _khat_cells(sel):
