@@ -156,6 +156,13 @@ class GaussianMixture(WeightMoments, Problem):
         mean_f = np.sum(q.probs * f)
         return q.probs * (f - mean_f)
 
+    def wake_grad(self, x, q):
+        r"""Exact wake-phi gradient :math:`\mathbb E_{p(k|x)}[\nabla_\theta \log q_\theta(k)]
+        = p(\cdot|x) - q` in q's logits (the score is onehot(k) - q), by enumeration of the C components
+        (:math:`= -\nabla_\theta \mathrm{KL}(p(k|x) \| q_\theta)`)."""
+        q, table = self._q_terms(x, q, "wake_grad")
+        return np.exp(log_softmax(table)) - q.probs
+
     def log_weight_moment(self, x, q, s):
         r"""Exact :math:`\log \mathbb E_q[w^s] = \log \sum_{k: q_k > 0} q_k^{1-s}\, p(x, k)^s`
         by enumeration, for real s (``renyi_bound``, ``cubo`` and ``ess_limit``

@@ -201,15 +201,36 @@ class LinearGaussian(WeightMoments, Problem):
 
     def wake_grad(self, x, q):
         r"""Exact wake-phi gradient :math:`\mathbb E_{p(z|x)}[\nabla_\phi \log q_\phi(z)]`
-        (= :math:`-\nabla_\phi \mathrm{KL}(p(z|x) \| q_\phi)`) for a diagonal Gaussian q, from the
+        (= :math:`-\nabla_\phi \mathrm{KL}(p(z|x) \| q_\phi)`) for a Gaussian or MultivariateGaussian q
+        (``_wake_grad_full``); for a diagonal Gaussian, from the
         posterior's mean m and covariance S:
         :math:`\partial/\partial\mu_i = (m_i - \mu_i)/\sigma_i^2`,
         :math:`\partial/\partial\log\sigma_i = ((m_i - \mu_i)^2 + S_{ii})/\sigma_i^2 - 1`."""
         x = self._check_x(x)
-        q = self._check_q(q, (Gaussian,), "wake_grad")
+        q = self._check_q(q, (Gaussian, MultivariateGaussian), "wake_grad")
         m, S = self.posterior_mean(x), self._post_cov
+        if isinstance(q, MultivariateGaussian):
+            return self._wake_grad_full(m, S, q)
         var = q.scale**2
         return np.concatenate([(m - q.loc) / var, ((m - q.loc) ** 2 + np.diag(S)) / var - 1.0])
+
+    @staticmethod
+    def _wake_grad_full(m, S, q):
+        r"""The wake-phi gradient for q = N(mu, L L^T), params = (mu, vech L~) (L~: L with log diagonal).
+        With :math:`\delta = m - \mu` and :math:`M = L^{-1}(S + \delta\delta^T)L^{-T} = \mathbb E_{p(z|x)}[u u^T]`,
+        :math:`u = L^{-1}(z - \mu)`:
+        :math:`\partial/\partial\mu = (L L^T)^{-1}\delta`, :math:`\partial/\partial L_{ij} = (L^{-T} M)_{ij}`
+        (i > j), :math:`\partial/\partial\log L_{ii} = L_{ii}(L^{-T} M)_{ii} - 1`."""
+        L = q.chol
+        d = L.shape[0]
+        delta = m - q.loc
+        grad_loc = solve_triangular(L.T, solve_triangular(L, delta, lower=True), lower=False)
+        A = solve_triangular(L, S + np.outer(delta, delta), lower=True)  # L^-1 (S + dd^T)
+        M = solve_triangular(L, A.T, lower=True).T  # L^-1 (S + dd^T) L^-T (symmetric)
+        G = solve_triangular(L.T, M, lower=False)  # L^-T M
+        diag = np.diag_indices(d)
+        G[diag] = np.diag(L) * G[diag] - 1.0
+        return np.concatenate([grad_loc, G[np.tril_indices(d)]])
 
     def elbo_estimator_variance(self, x, q, K=1, kl="mc"):
         r"""Exact variance of the K-sample ELBO estimator under a Gaussian or
