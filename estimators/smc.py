@@ -178,7 +178,7 @@ def _prepare(p, x, N, R, seed, proposal, resampling, ess_threshold):
             f'{type(p).__name__} does not offer; use proposal="bootstrap"'
         )
     s = int(p.state_dim)
-    need = N * (2 * s + 6) * 8  # z and its copy (N s each); lw, w, inc, u, cum, anc
+    need = N * (2 * s + 7) * 8  # z and its copy (N s each); lw, w, inc, u, cum, anc; the exp scratch
     if need > _MAX_REPLICATE_BYTES:
         raise ValueError(f"N: {N} particles of dimension {s} need {need / 2**30:.1f} GiB per replicate (limit 2 GiB)")
     return p, Y, N, R, key, proposal, method, threshold

@@ -3,8 +3,8 @@ r"""The compiled particle filter (sequential importance resampling).
 One replicate r runs on its own stream ``seed_state(key, r, 0)`` and holds
 O(N * state_dim) memory whatever T: the particles z (N, s) and a copy for
 resampling, the log-weights and their exponentials, the increments, the
-ancestors, the cumulative weights and N + 1 uniforms: about (2 s + 6) * 8 * N
-bytes.  Replicates run
+ancestors, the cumulative weights, N + 1 uniforms and the exponentials' int64
+scratch (``relative_weights``): about (2 s + 7) * 8 * N bytes.  Replicates run
 in a ``prange`` loop; nothing a replicate computes depends on which thread
 runs it, so the output is bit-identical for any NUMBA_NUM_THREADS.
 
