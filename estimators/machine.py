@@ -15,7 +15,7 @@ stream seeded as the driver seeds a unit (``seed_state``), the work in
     xoshiro256** doubles (``rng.fill_uniform``) in BLOCK-sized buffers.
 ``categorical_counts(n, keep, alias)``
     the mixture kernel's per-sample work and nothing else: a BLOCK of uniforms,
-    then per uniform one alias draw (``categorical.draw``) and one count; the
+    then per uniform one alias draw (``categorical.draw_pair``) and one count; the
     counts are folded once, not per block.  The categorical-draw ceiling.
 ``log_joint_block(passes, z, xb, W, inv_psi)``
     the linear-Gaussian kernel's own arithmetic (``linear_gaussian.log_joint_block``:

@@ -6,7 +6,7 @@ returning a checksum so that nothing is folded away."""
 import numpy as np
 from numba import njit
 
-from ..categorical import draw as categorical_draw
+from ..categorical import draw_pair, pair_table
 from ..driver import BLOCK
 from ..linear_gaussian import log_joint_block as lg_log_joint_block
 from ..rng import fill_normal, fill_uniform, seed_state
@@ -41,17 +41,18 @@ def uniforms(n):
 @njit(cache=True)
 def categorical_counts(n, keep, alias):
     """n // BLOCK * BLOCK categorical draws and counts: a BLOCK of uniforms, then
-    per uniform a Walker alias draw (``categorical.draw``) and a count; the
+    per uniform a Walker alias draw (``categorical.draw_pair``) and a count; the
     counts are summed once at the end, not per block."""
     C = keep.shape[0]
     state = np.empty(4, dtype=np.uint64)
     seed_state(state, 97, 0, 0)
     buf = np.empty(BLOCK)
     counts = np.zeros(C)
+    pair = pair_table(alias)
     for _ in range(n // BLOCK):
         fill_uniform(state, buf, BLOCK)
         for k in range(BLOCK):
-            counts[categorical_draw(buf[k], keep, alias)] += 1.0
+            counts[draw_pair(buf[k], keep, pair)] += 1.0
     acc = 0.0
     for c in range(C):
         acc += counts[c] * (c + 1)
