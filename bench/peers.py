@@ -116,11 +116,12 @@ class Ours:
     name = "evidence-bench"
     algorithms = {
         "is_lg": "numba, all threads, (replicate, 16384-chunk) units with their own xoshiro256** streams; per "
-                 "256-sample block: ziggurat normals, z = loc + scale u, log p(x, z) by D x d dot products, a "
-                 "streaming log-sum-exp (one exp per sample)",
-        "grad_lg": "the same draws; per sample one pass gives r = x - b - W z, g = -z + W^T Psi^-1 r and log w; "
-                   "S = (g, g u scale + 1) summed per replicate (pathwise gradient, no autodiff)",
-        "is_gm": "numba, all threads: a uniform and a Walker alias draw per sample (O(1)), counted per category; "
+                 "256-sample block: ziggurat normals, z = loc + scale u, the block's W z by one single-threaded dgemm, the "
+                 "quadratic forms, a streaming log-sum-exp (one exp per sample)",
+        "grad_lg": "the same draws; per block two dgemms give r = x - b - W z and g = -z + W^T Psi^-1 r, then "
+                   "log w from r; S = (g, g u scale + 1) summed per replicate (pathwise gradient, no autodiff)",
+        "is_gm": "numba, all threads: a uniform and a branch-free Walker alias draw per sample (O(1)), counted "
+                 "per category; "
                  "per 256-sample block C exps over the counts (the counting fold)",
     }
 
