@@ -38,7 +38,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from .figures import OKABE_ITO, power_law_fit
+from .figures import OKABE_ITO, _legend_outside, power_law_fit
 
 __all__ = ["unreliable_mask", "khat_vs_q", "bounds_sandwich", "jvi_bias_vs_k", "trust_specs", "FIT_MIN_Z"]
 
@@ -51,18 +51,6 @@ def _options(s):
     if isinstance(s, str) and s:
         return json.loads(s)
     return {}
-
-
-def _legend_right(fig, title=None):
-    handles, labels, seen = [], [], set()
-    for ax in fig.axes:
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            if label not in seen and not label.startswith("_"):
-                seen.add(label)
-                handles.append(h)
-                labels.append(label)
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=7, title=title, title_fontsize=8)
 
 
 def _grid(n, width=4.6, height=3.8, ncols=3):
@@ -174,7 +162,7 @@ def khat_vs_q(df, max_panels=MAX_PANELS):
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(r"PSIS $\hat k$ of the importance weights per proposal q: above the threshold, do not trust the estimate",
                  fontsize=10)
-    _legend_right(fig)
+    _legend_outside(fig)
     _footnote(fig, notes[:6] + ([f"... and {len(notes) - 6} more"] if len(notes) > 6 else []))
     return fig
 
@@ -246,7 +234,7 @@ def bounds_sandwich(df, max_panels=MAX_PANELS):
         ax.grid(alpha=0.3)
     fig.suptitle(r"The sandwich: ELBO $\leq$ IWAE$_K$ $\leq \log p(x) \leq$ CUBO$_n$ (lines exact, points ±1 SE)",
                  fontsize=10)
-    _legend_right(fig)
+    _legend_outside(fig)
     _footnote(fig, notes)
     return fig
 
@@ -338,7 +326,7 @@ def jvi_bias_vs_k(df, max_panels=MAX_PANELS):
     ax0.plot([], [], ls="none", marker="o", color="0.3", alpha=0.35, label=f"faded: |bias| ≤ {FIT_MIN_Z:g} SE (not fitted)")
     ax0.plot([], [], ls=":", color="0.55", label="reference slopes −1, −2, −3")
     fig.suptitle("Jackknife variational inference: the bias of log p̂ falls like K^−(order+1)", fontsize=10)
-    _legend_right(fig)
+    _legend_outside(fig)
     return fig
 
 
