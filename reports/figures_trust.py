@@ -309,12 +309,18 @@ def jvi_bias_vs_k(df, max_panels=MAX_PANELS):
             if first is None and drawable.any():
                 i = int(np.argmax(drawable))
                 first = (K[i], a[i])
-        if first is not None:
-            xs = np.array([first[0], float(df.loc[(df["problem"] == prob) & (df["q"] == q), "K"].max())])
-            for s in (-1, -2, -3):
-                ax.plot(xs, first[1] * (xs / xs[0]) ** s, ls=":", color="0.55", lw=0.9)
-                ax.text(xs[-1], first[1] * (xs[-1] / xs[0]) ** s, f" {s}", fontsize=7, color="0.45", va="center")
         ax.set_yscale("log")
+        lo, hi = ax.get_ylim()  # the data's range: the reference slopes must not stretch it
+        if first is not None:
+            xs = np.geomspace(first[0], float(df.loc[(df["problem"] == prob) & (df["q"] == q), "K"].max()), 50)
+            for s in (-1, -2, -3):
+                ys = first[1] * (xs / xs[0]) ** s
+                ax.plot(xs, ys, ls=":", color="0.55", lw=0.9)
+                inside = np.nonzero(ys >= lo)[0]
+                if inside.size:
+                    i = inside[-1]
+                    ax.text(xs[i], ys[i], f" {s}", fontsize=7, color="0.45", va="center")
+        ax.set_ylim(lo, hi)
         _k_axis(ax, df.loc[(df["problem"] == prob) & (df["q"] == q), "K"])
         ax.set_ylabel(r"|bias| of the log p(x) estimate (nats)")
         ax.set_title(f"{prob}, q = {q}", fontsize=9)
