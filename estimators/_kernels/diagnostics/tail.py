@@ -38,7 +38,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from ..categorical import CategoricalArgs, draw as categorical_draw
+from ..categorical import CategoricalArgs, draw_pair, pair_table
 from ..driver import BLOCK, CHUNK, call_block, combine_replicates, use_serial
 from ..reduce import NSTATS, fold_block, fold_counts, init_acc
 from ..rng import fill_uniform, seed_state
@@ -218,8 +218,9 @@ def categorical_fold_top(state, acc, lw, n, args, buf, count, t, primed, keep):
     keep_p, alias, table = args
     fill_uniform(state, lw, n)
     counts = np.zeros(keep_p.shape[0])
+    pair = pair_table(alias)  # the branch-free alias draw of categorical.draw_and_fold: the same categories
     for k in range(n):
-        counts[categorical_draw(lw[k], keep_p, alias)] += 1.0
+        counts[draw_pair(lw[k], keep_p, pair)] += 1.0
     fold_counts(acc, counts, table)
     return offer_counts(buf, count, t, primed, keep, counts, table)
 
