@@ -52,7 +52,9 @@ __all__ = ["TITLE", "run_section", "sbn_work", "straight_through_expectation", "
 ALGORITHMS = {
     "evidence-bench": "numba, all threads, (replicate, 16384-chunk) units with their own xoshiro256** streams; per "
                       "sample m uniforms, a = W b + b0 by adding the on columns, one exp per activation (for a binary "
-                      "b a product of precomputed exp(-W)), fixed-order sums",
+                      "b a product of precomputed exp(-W)), fixed-order sums; gumbel_softmax and straight_through in blocks of 32 samples: "
+                      "zeta = 1/(1 + exp(-theta/tau) (u/(1-u))^(1/tau)), a = W z + b0 by axpys, exp(-|a|) by a vectorised "
+                      "polynomial, W^T(x - sigma(a)) by dot products",
     "numpy": "blocks of up to 16384 samples: PCG64 uniforms, b @ W.T by BLAS, scipy log_expit/expit, the "
              "problem's NumPy log_joint / grad_log_joint_relaxed, sums per replicate",
 }

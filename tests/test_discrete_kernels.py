@@ -18,6 +18,7 @@ import estimators
 from estimators import Bernoulli
 from estimators import discrete_gradients as dg
 from estimators._kernels.discrete import bernoulli as kb
+from estimators._kernels.discrete import sbn_relaxed
 from estimators._kernels.driver import CHUNK
 from problems import MissingPixels, SigmoidBeliefNet
 
@@ -160,6 +161,34 @@ def test_serial_and_parallel_drivers_agree_bit_for_bit():
         for method, code in kb.CODES.items():
             args = (model, kq, code, 0.6, 0.9, np.uint64(77), 37, 11, *kb._work_size(model))
             assert kb._means_serial(*args).tobytes() == kb._means_parallel(*args).tobytes(), method
+
+
+@pytest.mark.parametrize("tau", [0.5, 0.3, 1.0, 0.25])
+@pytest.mark.parametrize("method", ["gumbel_softmax", "straight_through"])
+def test_sbn_block_path_equals_the_per_sample_path_on_the_same_draws(method, tau):
+    """On SBNModel these two methods run in blocks (``sbn_relaxed``: zeta by the
+    identity 1/(1 + e^{-theta/tau} rho^{1/tau}), exp by ``vexp``); the per-sample
+    ``bernoulli`` unit (libm exp/log, the textbook formula) sees the same uniforms,
+    so the two agree to rounding.  K = 2 CHUNK + 37 covers a partial block and a
+    second chunk; one coordinate with |theta/tau| > 700 takes the direct branch."""
+    p, x, _ = sbn_case(6, 10, 5)
+    q = Bernoulli(np.full(6, 0.5)).with_params(np.array([-1.2, 0.4, 2.0, -0.3, 0.9, -800.0 * tau]))
+    model, kq = dg.compiled_model(p, x, q), dg._kernel_q(q)
+    K, R = 2 * CHUNK + 37, 2
+    code = kb.CODES[method]
+    block = sbn_relaxed.means(model, kq, code, tau, np.uint64(5), K, R)
+    old = kb._means_serial(model, kq, code, tau, 0.0, np.uint64(5), K, R, *kb._work_size(model))
+    scale = np.abs(old).max()
+    assert np.all(np.isfinite(block))
+    assert np.abs(block - old).max() <= 1e-12 * scale, (block, old)
+    args = (model, kq, code, tau, sbn_relaxed.integer_power(tau)) + sbn_relaxed._gamma_direct(kq.theta, tau)
+    args += (np.uint64(5), 37, 11)
+    assert sbn_relaxed._means_serial(*args).tobytes() == sbn_relaxed._means_parallel(*args).tobytes()
+
+
+def test_integer_power_only_for_exact_small_integers():
+    assert [sbn_relaxed.integer_power(t) for t in (1.0, 0.5, 0.25, 0.125)] == [1, 2, 4, 8]
+    assert [sbn_relaxed.integer_power(t) for t in (0.3, 0.6, 2.0, 0.1, 1 / 9)] == [0, 0, 0, 0, 0]
 
 
 def test_bit_identical_for_any_thread_count(tmp_path):

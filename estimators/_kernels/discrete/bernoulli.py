@@ -31,6 +31,10 @@ the caller).  The models, for z in [0, 1]^m (binary or relaxed):
   :math:`\beta_c = a_c + \sum_j \log(1 - t_{cj})`, :math:`d_c = \log t_c - \log(1 - t_c)`;
   :math:`\nabla_z = \sum_c r_c d_c`, r the softmax of the component terms.
 
+On ``SBNModel``, Gumbel-softmax and straight-through take ``sbn_relaxed``'s
+path instead: the same terms on the same draws, in blocks of samples whose
+exponentials vectorise (5-8x this file's per-sample loop on SBN(20, 64)).
+
 Layout (that of ``estimators._kernels.driver``): the R x K samples are cut
 into units (replicate r, chunk c) of at most ``CHUNK`` samples; unit (r, c)
 draws from ``seed_state(key, r, c)``, m uniforms u per sample (then m more, v,
@@ -50,6 +54,7 @@ from numba.extending import overload
 
 from ..driver import CHUNK, use_serial
 from ..rng import fill_uniform, seed_state
+from . import sbn_relaxed
 
 # The safe subset of fastmath (DESIGN.md): contraction and reassociation of the
 # small dot products; nothing assumed about inf/NaN.
@@ -530,6 +535,9 @@ def evaluate_rows(model, Z):
 def means(model, q, method, tau, eta, key, K, R):
     """(R, m) per-replicate averages of the per-sample terms of ``method`` (a name
     of ``CODES``).  ``model``: an ``SBNModel`` or ``MPModel``; ``q``: a ``BernoulliQ``."""
+    code = CODES[method]
+    if isinstance(model, SBNModel) and code in (GUMBEL_SOFTMAX, STRAIGHT_THROUGH):
+        return sbn_relaxed.means(model, q, code, tau, key, K, R)  # blocks of samples, vectorised exp
     nwork, nfeat = _work_size(model)
     run = _means_serial if use_serial(K, R) else _means_parallel
-    return run(model, q, CODES[method], float(tau), float(eta), np.uint64(key), int(K), int(R), nwork, nfeat)
+    return run(model, q, code, float(tau), float(eta), np.uint64(key), int(K), int(R), nwork, nfeat)

@@ -26,6 +26,8 @@ inversion stops at the last particle of positive weight.
 import numpy as np
 from numba import njit
 
+from ..vexp import exp_nonpositive
+
 MULTINOMIAL, STRATIFIED, SYSTEMATIC, RESIDUAL = 0, 1, 2, 3
 
 
@@ -38,46 +40,15 @@ def max_finite(lw):
     return m
 
 
-# exp(x) for x <= 0 (a weight relative to the largest): x = k ln 2 + r, |r| <= ln(2)/2, with
-# ln 2 split in two (fdlibm's: k * _LN2_HI is exact for |k| < 2^20), e^r by its Taylor
-# polynomial to degree 13 (truncation < r^14/14! < 5e-18 relative), 2^k from its bit pattern.
-# Within 1.01 ulp of libm's exp on [-708, 0] (tested); arithmetic only, so the loop vectorises.
-_LOG2E = 1.4426950408889634
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_EXP_FLOOR = -708.0  # below it the true value is < 2.3e-308 relative to the largest weight: 0 here
-_INV_FACT = tuple(1.0 / float(np.prod(np.arange(1, k + 1))) for k in range(14))
-_C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = _INV_FACT[2:]
-
-
 @njit(cache=True, fastmath={"contract", "nsz", "arcp"})
 def _exp_relative(lw, m, w, bits):
-    """w[i] <- exp(lw[i] - m) for lw[i] <= m (0 below m - 708, and for -inf); ``bits`` is
-    int64 scratch of the same length.  No reassociation: the reduction r = x - k ln 2
-    must keep its order."""
-    scale = bits.view(np.float64)
-    for i in range(lw.shape[0]):
-        x = lw[i] - m
-        x = x if x >= _EXP_FLOOR else _EXP_FLOOR
-        k = np.floor(x * _LOG2E + 0.5)
-        r = (x - k * _LN2_HI) - k * _LN2_LO
-        p = _C13
-        p = p * r + _C12
-        p = p * r + _C11
-        p = p * r + _C10
-        p = p * r + _C9
-        p = p * r + _C8
-        p = p * r + _C7
-        p = p * r + _C6
-        p = p * r + _C5
-        p = p * r + _C4
-        p = p * r + _C3
-        p = p * r + _C2
-        p = p * r + 1.0
-        w[i] = p * r + 1.0
-        bits[i] = (np.int64(k) + 1023) << 52  # the double 2^k, k in [-1022, 0]
-    for i in range(lw.shape[0]):
-        w[i] = w[i] * scale[i] if lw[i] - m >= _EXP_FLOOR else 0.0
+    """w[i] <- exp(lw[i] - m) for lw[i] <= m, by ``vexp.exp_nonpositive`` (within about
+    1 ulp of libm's exp; 0 below m - 708, and for -inf); ``bits`` is int64 scratch of
+    the same length."""
+    n = lw.shape[0]
+    for i in range(n):
+        w[i] = lw[i] - m
+    exp_nonpositive(w, w, bits, n)
 
 
 @njit(cache=True)
