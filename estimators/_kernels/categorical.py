@@ -26,24 +26,49 @@ def alias_table(probs):
     each column carries 1/C of the mass, so category k is drawn with
     probability (keep[k] + sum_{i: alias[i]=k} (1 - keep[i])) / C = probs[k].
     A zero-probability category gets keep = 0 and is never an alias.
+    (Compiled: a table is built on every estimator call.)
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = np.ascontiguousarray(probs, dtype=np.float64)
+    return _alias_table(probs, float(probs.sum()))  # NumPy's pairwise sum: the table does not depend on the path
+
+
+@njit(cache=True)
+def _alias_table(probs, total):
     C = probs.shape[0]
-    scaled = probs * (C / probs.sum())
+    scaled = probs * (C / total)
     keep = np.ones(C)
-    alias = np.arange(C, dtype=np.int64)
-    small = [i for i in range(C) if scaled[i] < 1.0]
-    large = [i for i in range(C) if scaled[i] >= 1.0]
-    while small and large:
-        s, g = small.pop(), large.pop()
+    alias = np.arange(C)
+    small = np.empty(C, dtype=np.int64)  # two stacks, popped from the top
+    large = np.empty(C, dtype=np.int64)
+    ns = 0
+    nl = 0
+    for i in range(C):
+        if scaled[i] < 1.0:
+            small[ns] = i
+            ns += 1
+        else:
+            large[nl] = i
+            nl += 1
+    while ns > 0 and nl > 0:
+        ns -= 1
+        nl -= 1
+        s, g = small[ns], large[nl]
         keep[s] = scaled[s]
         alias[s] = g
         scaled[g] = (scaled[g] + scaled[s]) - 1.0
-        (small if scaled[g] < 1.0 else large).append(g)
-    for i in large + small:  # what is left is 1 up to rounding
-        keep[i] = 1.0
-        alias[i] = i
-    return np.ascontiguousarray(keep), np.ascontiguousarray(alias)
+        if scaled[g] < 1.0:
+            small[ns] = g
+            ns += 1
+        else:
+            large[nl] = g
+            nl += 1
+    for t in range(nl):  # what is left is 1 up to rounding
+        keep[large[t]] = 1.0
+        alias[large[t]] = large[t]
+    for t in range(ns):
+        keep[small[t]] = 1.0
+        alias[small[t]] = small[t]
+    return keep, alias
 
 
 @njit(cache=True, inline="always")
