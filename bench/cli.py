@@ -1,7 +1,7 @@
 """The command line: ``python -m bench {run,report,list}``.
 
     python -m bench run CONFIG.toml [--out DIR] [--workers N | --scheduler ADDRESS] [--fresh]
-    python -m bench report DIR [--claims]
+    python -m bench report DIR [--claims [CLAIM ...]]
     python -m bench list
     python -m bench peers [--K 100 1000 ...] [--peers numpy jax torch] [--out CSV_or_DIR]
 
@@ -47,9 +47,10 @@ def build_parser():
     rep = sub.add_parser("report", help="figures, report.html and report.md from a results directory "
                          "(with the lecture's claims if it holds them, or with --claims)")
     rep.add_argument("dir", help="results directory written by `run`")
-    rep.add_argument("--claims", action="store_true",
+    rep.add_argument("--claims", nargs="*", default=None, metavar="CLAIM",
                      help="compute the lecture's claims DIR does not hold yet into it first (a few minutes; "
-                          "EVIDENCE_BENCH_MODE=smoke for smoke sizes); they do not depend on DIR's sweep")
+                          "EVIDENCE_BENCH_MODE=smoke for smoke sizes); they do not depend on DIR's sweep. "
+                          "Names after --claims compute only those (`bench list` shows them)")
 
     sub.add_parser("list", help="problem families (built-in and entry points), q presets, estimators, "
                    "gradient methods and objectives")
@@ -124,11 +125,12 @@ def _cmd_report(args):
 
     load_results(args.dir)  # a results directory? (before the claims' minute of work)
     claims_json = Path(args.dir) / "claims.json"
-    if args.claims:
+    if args.claims is not None:
         mode = claims_mode()
         computed = ensure_claims(
             args.dir, mode,
             progress=lambda c: print(f"claim {c.id}: {c.verdict} ({c.seconds:.1f} s, {mode})", flush=True),
+            ids=args.claims or None,
         )
         if computed:
             print(f"claims: computed {len(computed)} into {claims_json}")
@@ -176,6 +178,9 @@ def _cmd_list(args):
     print("  targets: " + "; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
     print("\ngradient methods: " + ", ".join(METHODS))
     print("gradient objectives: " + ", ".join(OBJECTIVES))
+    from .claims import CLAIM_IDS, SPECS
+
+    print("\nthe lecture's claims (`report DIR --claims [CLAIM ...]`): " + ", ".join(CLAIM_IDS))
     print("\nexecutors: local (sequential), local with --workers N (process pool), "
           "Dask with --scheduler tcp://HOST:PORT or local:N (the [distributed] extra; docs/scaling.md)")
     return 0

@@ -74,10 +74,15 @@ def test_run_then_report_end_to_end(tmp_path):
     assert f"claims: none in {out}, so the report leaves them out" in r.stdout
     assert not (out / "claims.json").exists() and "<h2>Claims</h2>" not in (out / "report.html").read_text()
 
-    # --claims computes them first (smoke sizes here: EVIDENCE_BENCH_MODE=smoke)
-    r = _bench("report", str(out), "--claims", cwd=tmp_path, env={**os.environ, "EVIDENCE_BENCH_MODE": "smoke"})
+    # --claims NAME computes those first (smoke sizes here: EVIDENCE_BENCH_MODE=smoke); every claim at
+    # smoke size is tests/test_claims.py's, so two here keep the subprocess to its CLI's work
+    smoke = {**os.environ, "EVIDENCE_BENCH_MODE": "smoke"}
+    r = _bench("report", str(out), "--claims", "nonesuch", cwd=tmp_path, env=smoke)
+    assert r.returncode == 2 and "claim_id: unknown claim 'nonesuch'" in r.stderr, r.stderr
+    r = _bench("report", str(out), "--claims", "uniform_vs_is", "elbo_plus_kl", cwd=tmp_path, env=smoke)
     assert r.returncode == 0, r.stderr
-    assert "claims: computed" in r.stdout and (out / "claims.json").is_file()
+    assert "claims: computed 2" in r.stdout and (out / "claims.json").is_file()
+    assert {c["id"] for c in json.loads((out / "claims.json").read_text())["claims"]} == {"uniform_vs_is", "elbo_plus_kl"}
     figures = sorted((out / "figures").glob("*.png"))
     assert len(figures) >= 7
     for f in figures:

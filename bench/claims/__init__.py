@@ -299,10 +299,11 @@ def compute_claims(out, mode="full", ids=None, progress=None):
     return done
 
 
-def ensure_claims(out, mode=None, progress=None):
-    """Compute (and write) the claims that ``out/claims.json`` does not hold yet;
-    returns the list of computed Claims (empty when all were there)."""
+def ensure_claims(out, mode=None, progress=None, ids=None):
+    """Compute (and write) the claims ``ids`` (default: all) that ``out/claims.json``
+    does not hold yet; returns the list of computed Claims (empty when all were there)."""
     mode = claims_mode() if mode is None else _check_mode(mode)
+    wanted = CLAIM_IDS if ids is None else tuple(_check_id(c) for c in ids)
     have = read_claims(out)
-    missing = [c for c in CLAIM_IDS if c not in have]
+    missing = [c for c in wanted if c not in have]
     return compute_claims(out, mode, missing, progress) if missing else []
