@@ -178,7 +178,7 @@ def _cmd_list(args):
     print("  targets: " + "; ".join(f"{k}: {v}" for k, v in TARGETS.items()))
     print("\ngradient methods: " + ", ".join(METHODS))
     print("gradient objectives: " + ", ".join(OBJECTIVES))
-    from .claims import CLAIM_IDS, SPECS
+    from .claims import CLAIM_IDS
 
     print("\nthe lecture's claims (`report DIR --claims [CLAIM ...]`): " + ", ".join(CLAIM_IDS))
     print("\nexecutors: local (sequential), local with --workers N (process pool), "
