@@ -192,14 +192,8 @@ def _draw_figures(res, fig_dir):
     fig_dir.mkdir(parents=True, exist_ok=True)
     manifest = []
     for stem, title, caption, thunk in _figure_specs(res):
-        fig = thunk()
-        path = fig_dir / f"{stem}.png"
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".png.tmp", dir=fig_dir)
-        os.close(fd)
-        fig.savefig(tmp, dpi=_DPI, format="png")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-        manifest.append({"file": path.name, "title": title, "caption": caption})
+        _save_figure(thunk(), fig_dir, stem)
+        manifest.append({"file": f"{stem}.png", "title": title, "caption": caption})
     for claim in res.get("claims") or []:
         stem = f"claim_{claim['id']}"
         _save_figure(C.claim_figure(claim), fig_dir, stem)
