@@ -55,6 +55,7 @@ from numba.extending import overload
 from ..driver import CHUNK, use_serial
 from ..rng import fill_uniform, seed_state
 from . import sbn_relaxed
+from .sbn_relaxed import combine_units
 
 # The safe subset of fastmath (DESIGN.md): contraction and reassociation of the
 # small dot products; nothing assumed about inf/NaN.
@@ -488,26 +489,13 @@ def run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, nfeat, p
         parts[unit, j] = acc[j]
 
 
-@njit(cache=True)
-def _combine(parts, R, n_chunks, K):
-    m = parts.shape[1]
-    out = np.zeros((R, m))
-    for r in range(R):
-        for c in range(n_chunks):
-            for j in range(m):
-                out[r, j] += parts[r * n_chunks + c, j]
-        for j in range(m):
-            out[r, j] /= K
-    return out
-
-
 @njit(cache=True, parallel=True)
 def _means_parallel(model, q, method, tau, eta, key, K, R, nwork, nfeat):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, q.theta.shape[0]))
     for unit in prange(R * n_chunks):
         run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, nfeat, parts)
-    return _combine(parts, R, n_chunks, K)
+    return combine_units(parts, R, n_chunks, K)
 
 
 @njit(cache=True)
@@ -516,7 +504,7 @@ def _means_serial(model, q, method, tau, eta, key, K, R, nwork, nfeat):
     parts = np.empty((R * n_chunks, q.theta.shape[0]))
     for unit in range(R * n_chunks):
         run_unit(model, q, method, tau, eta, key, K, n_chunks, unit, nwork, nfeat, parts)
-    return _combine(parts, R, n_chunks, K)
+    return combine_units(parts, R, n_chunks, K)
 
 
 def _work_size(model):

@@ -188,7 +188,8 @@ def run_unit(model, q, method, tau, power, gamma, direct, key, K, n_chunks, unit
 
 
 @njit(cache=True)
-def _combine(parts, R, n_chunks, K):
+def combine_units(parts, R, n_chunks, K):
+    """(R, m): each replicate's unit sums added in chunk order, over K (both kernels of this folder)."""
     m = parts.shape[1]
     out = np.zeros((R, m))
     for r in range(R):
@@ -206,7 +207,7 @@ def _means_parallel(model, q, method, tau, power, gamma, direct, key, K, R):
     parts = np.empty((R * n_chunks, q.theta.shape[0]))
     for unit in prange(R * n_chunks):
         run_unit(model, q, method, tau, power, gamma, direct, key, K, n_chunks, unit, parts)
-    return _combine(parts, R, n_chunks, K)
+    return combine_units(parts, R, n_chunks, K)
 
 
 @njit(cache=True)
@@ -215,7 +216,7 @@ def _means_serial(model, q, method, tau, power, gamma, direct, key, K, R):
     parts = np.empty((R * n_chunks, q.theta.shape[0]))
     for unit in range(R * n_chunks):
         run_unit(model, q, method, tau, power, gamma, direct, key, K, n_chunks, unit, parts)
-    return _combine(parts, R, n_chunks, K)
+    return combine_units(parts, R, n_chunks, K)
 
 
 def means(model, q, method, tau, key, K, R):
