@@ -41,15 +41,37 @@ from .gradient_driver import MODEL, REPARAM, SCORE, log_scale_constant, register
 from .linear_gaussian import SAFE_FASTMATH, affine_log_q, draw_affine, log_joint_block
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
-def _log_joint_from_residual(zk, r, inv_psi, log_p_const):
-    """log p(x, z) = c - |z|^2 / 2 - sum_i r_i^2 / (2 psi_i), r = x - b - W z."""
-    zz = 0.0
-    for j in range(zk.shape[0]):
-        zz += zk[j] * zk[j]
-    quad = 0.0
-    for i in range(r.shape[0]):
-        quad += r[i] * r[i] * inv_psi[i]
-    return log_p_const - 0.5 * zz - 0.5 * quad
+def _log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, log_q_const, normal_base, u, lw):
+    """lw[k] <- log p(x, z_k) - log q(z_k) = c - |z_k|^2 / 2 - sum_i r_ki^2 / (2 psi_i) - log q(z_k)
+    for k < n, from the block's residuals r = x - b - W z (rows indexed in place: a
+    row view per sample costs a reference count each)."""
+    d = z.shape[1]
+    D = Rb.shape[1]
+    for k in range(n):
+        zz = 0.0
+        for j in range(d):
+            zz += z[k, j] * z[k, j]
+        quad = 0.0
+        for i in range(D):
+            quad += Rb[k, i] * Rb[k, i] * inv_psi[i]
+        lq = log_q_const
+        if normal_base:
+            uu = 0.0
+            for j in range(d):
+                uu += u[k, j] * u[k, j]
+            lq -= 0.5 * uu
+        lw[k] = (log_p_const - 0.5 * zz - 0.5 * quad) - lq
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def _diagonal_reparam_vectors(Gb, u, T, n, const, S):
+    """S[k] <- (g_k, g_k u_k sigma + const) for k < n: REPARAM's vectors for a diagonal T."""
+    d = Gb.shape[1]
+    for k in range(n):
+        for j in range(d):
+            g = Gb[k, j]
+            S[k, j] = g
+            S[k, d + j] = g * u[k, j] * T[j, j] + const
 
 
 @njit(cache=True)
@@ -108,12 +130,16 @@ def block(state, n, args, mode, lw, S):
     v = np.empty(d)
     a = np.empty(d)
     const = log_scale_constant(mode)
+    if mode != SCORE:
+        _log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, log_q_const, normal_base, u, lw)
+    if mode == REPARAM and diagonal:  # the common case, without a row view per sample
+        _diagonal_reparam_vectors(Gb, u, T, n, const, S)
+        return
     for k in range(n):
         r = Rb[k]
         g = Gb[k]
-        if mode != SCORE:
-            lw[k] = _log_joint_from_residual(z[k], r, inv_psi, log_p_const)
-        lw[k] -= affine_log_q(u[k], log_q_const, normal_base)
+        if mode == SCORE:
+            lw[k] -= affine_log_q(u[k], log_q_const, normal_base)
         if mode == MODEL:
             o = 0
             for i in range(D):
