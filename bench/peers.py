@@ -423,9 +423,18 @@ def check_agreement(impl, lg, gm, K=1000, R=200, seed=7):
 # --------------------------------------------------------------------------- timing
 
 
+#: seconds of idle before each implementation's timings: a library's worker threads keep spinning
+#: for a while after its last call (OpenBLAS's about 0.1 s, 2^28 cycles), and would share the two
+#: cores with the next implementation timed -- ours after NumPy's BLAS ran 35-50 % slower on its
+#: first calls (measured on SBN(20, 64)); the same pause precedes every implementation
+SETTLE_SECONDS = 0.3
+
+
 def time_call(fn, repeats=5, min_seconds=0.2):
     """Median wall time of ``fn()`` over ``repeats`` calls (at least
-    ``min_seconds`` in all), after one untimed warm-up call (jit compile)."""
+    ``min_seconds`` in all), after ``SETTLE_SECONDS`` of idle (the previous
+    implementation's thread pools go quiet) and one untimed warm-up call (jit compile)."""
+    time.sleep(SETTLE_SECONDS)
     fn()
     times = []
     start = time.perf_counter()

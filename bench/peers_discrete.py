@@ -8,7 +8,8 @@ q's bit probabilities uniform on (0.2, 0.8), seed 0), by each method of
 ``estimators.gradient`` for binary latents -- ``arm``, ``disarm``, ``rebar``
 (temperature 0.5, eta 1), ``gumbel_softmax`` (temperature 0.5),
 ``straight_through`` -- at K in (1e2, 1e3, 1e4) samples per replicate and
-R = 2^15 // K replicates per call (about 2^15 samples per call; a sample of
+R = 2^17 // K replicates per call (about 2^17 samples per call, as in the main table, so that
+K = 1e4 still has 13 units to share between the threads; a sample of
 ARM, DisARM and REBAR is one antithetic or relaxed pair of log-joint
 evaluations).
 
@@ -43,7 +44,7 @@ from scipy.special import expit
 TITLE = ("discrete: binary-latent ELBO gradients on SigmoidBeliefNet(m=20, D=64), compiled vs vectorised NumPy, "
          "samples/s")
 KS = (10**2, 10**3, 10**4)
-SAMPLES_PER_CALL = 1 << 15
+SAMPLES_PER_CALL = 1 << 17
 METHODS = ("arm", "disarm", "rebar", "gumbel_softmax", "straight_through")
 CHECK_K, CHECK_R = 10, 2000
 

@@ -145,9 +145,16 @@ def log_weight_stats_serial(args, key, K, R):
     return combine_replicates(parts, R, n_chunks)
 
 
-def use_serial(K, R):
-    """Whether a call is small enough to skip the prange launch."""
-    return K * R < PARALLEL_MIN_SAMPLES or (K + CHUNK - 1) // CHUNK * R < 2
+#: the same threshold for kernels whose sample costs a microsecond or so (the
+#: gradients of a sigmoid belief net: 2^15 of their samples are ~30 ms of work on
+#: one thread, far above a launch)
+PARALLEL_MIN_COSTLY_SAMPLES = 1 << 10
+
+
+def use_serial(K, R, min_samples=PARALLEL_MIN_SAMPLES):
+    """Whether a call is small enough to skip the prange launch: fewer than
+    ``min_samples`` samples in all, or a single unit."""
+    return K * R < min_samples or (K + CHUNK - 1) // CHUNK * R < 2
 
 
 def log_weight_stats(kind, args, key, K, R):

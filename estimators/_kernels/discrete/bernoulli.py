@@ -52,7 +52,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from ..driver import CHUNK, use_serial
+from ..driver import CHUNK, PARALLEL_MIN_COSTLY_SAMPLES, use_serial
 from ..rng import fill_uniform, seed_state
 from . import sbn_relaxed
 from .sbn_relaxed import combine_units
@@ -527,5 +527,5 @@ def means(model, q, method, tau, eta, key, K, R):
     if isinstance(model, SBNModel) and code in (GUMBEL_SOFTMAX, STRAIGHT_THROUGH):
         return sbn_relaxed.means(model, q, code, tau, key, K, R)  # blocks of samples, vectorised exp
     nwork, nfeat = _work_size(model)
-    run = _means_serial if use_serial(K, R) else _means_parallel
+    run = _means_serial if use_serial(K, R, PARALLEL_MIN_COSTLY_SAMPLES) else _means_parallel
     return run(model, q, code, float(tau), float(eta), np.uint64(key), int(K), int(R), nwork, nfeat)

@@ -38,7 +38,7 @@ parallel drivers then run the same machine code.
 import numpy as np
 from numba import njit, prange
 
-from ..driver import CHUNK, use_serial
+from ..driver import CHUNK, PARALLEL_MIN_COSTLY_SAMPLES, use_serial
 from ..rng import fill_uniform, seed_state
 from ..vexp import exp_nonpositive
 
@@ -224,7 +224,7 @@ def means(model, q, method, tau, key, K, R):
     terms (``method``: bernoulli's code) on an ``SBNModel``."""
     tau = float(tau)
     gamma, direct = _gamma_direct(q.theta, tau)
-    run = _means_serial if use_serial(K, R) else _means_parallel
+    run = _means_serial if use_serial(K, R, PARALLEL_MIN_COSTLY_SAMPLES) else _means_parallel
     return run(model, q, int(method), tau, integer_power(tau), gamma, direct, np.uint64(key), int(K), int(R))
 
 
