@@ -55,7 +55,7 @@ from numba.extending import overload
 from ..driver import CHUNK, PARALLEL_MIN_COSTLY_SAMPLES, use_serial
 from ..rng import fill_uniform, seed_state
 from . import sbn_relaxed
-from .sbn_relaxed import combine_units
+from .sbn_relaxed import GUMBEL_SOFTMAX, STRAIGHT_THROUGH, combine_units
 
 # The safe subset of fastmath (DESIGN.md): contraction and reassociation of the
 # small dot products; nothing assumed about inf/NaN.
@@ -69,7 +69,7 @@ MPModel = namedtuple("MPModel", ["base", "diffT"])
 #: theta, pi = sigma(theta), pi_off = sigma(-theta), log pi, log(1 - pi), pi (1 - pi), sigma(|theta|)
 BernoulliQ = namedtuple("BernoulliQ", ["theta", "pi", "pi_off", "log_on", "log_off", "var", "sig_abs"])
 
-ARM, DISARM, REBAR, GUMBEL_SOFTMAX, STRAIGHT_THROUGH = 0, 1, 2, 3, 4
+ARM, DISARM, REBAR = 0, 1, 2  # GUMBEL_SOFTMAX, STRAIGHT_THROUGH: sbn_relaxed's codes (3, 4)
 CODES = {"arm": ARM, "disarm": DISARM, "rebar": REBAR, "gumbel_softmax": GUMBEL_SOFTMAX,
          "straight_through": STRAIGHT_THROUGH}
 

@@ -51,7 +51,8 @@ MAX_POWER = 8
 #: |theta_j / tau| above this keeps sigma((theta_j - logit u)/tau) (exp(-theta_j/tau) would overflow)
 DIRECT_LIMIT = 700.0
 
-GUMBEL_SOFTMAX, STRAIGHT_THROUGH = 3, 4  # bernoulli's method codes
+#: the method codes of these two (``bernoulli.CODES`` takes them from here)
+GUMBEL_SOFTMAX, STRAIGHT_THROUGH = 3, 4
 
 
 def integer_power(tau):
