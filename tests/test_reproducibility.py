@@ -17,7 +17,7 @@ import pytest
 
 import estimators
 from estimators import Categorical, Gaussian, MultivariateGaussian
-from estimators._kernels.driver import CHUNK
+from estimators._kernels.driver import CHUNK, thread_slots
 from problems import GaussianMixture, LinearGaussian
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,3 +204,53 @@ def test_bit_identical_for_one_and_two_threads_in_process(label, run):
     finally:
         numba.set_num_threads(n_max)
     np.testing.assert_array_equal(one, many)
+
+
+def _unit_sizes(K, R):
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    return np.array([min(K, (c + 1) * CHUNK) - c * CHUNK for _ in range(R) for c in range(n_chunks)])
+
+
+@pytest.mark.parametrize("K, R", [(100_000, 1), (10_000, 13), (100, 1310), (1_000_000, 1), (3 * CHUNK, 1), (CHUNK + 1, 3), (1, 1)])
+@pytest.mark.parametrize("n_threads", [1, 2, 3, 8])
+def test_thread_slots_cover_the_units_in_order_balanced_by_samples(K, R, n_threads):
+    """One contiguous run of units per thread, together every unit once, and no
+    run more than a chunk above an equal share of the samples (half a unit at
+    either end)."""
+    sizes = _unit_sizes(K, R)
+    bounds = thread_slots(K, R, n_threads)
+    T = min(n_threads, len(sizes))
+    assert bounds.shape == (T + 1,) and bounds[0] == 0 and bounds[-1] == len(sizes)
+    assert np.all(np.diff(bounds) >= 0)
+    runs = np.array([sizes[bounds[t] : bounds[t + 1]].sum() for t in range(T)])
+    assert runs.sum() == K * R
+    assert runs.max() <= K * R / T + CHUNK
+
+
+def test_thread_slots_split_six_and_a_bit_chunks_three_and_three():
+    """K = 1e5 is six full chunks and one of 1696 samples: a split of the unit
+    count (4 + 3) leaves one thread with four full chunks; by samples it is 3 + 3."""
+    bounds = thread_slots(100_000, 1, 2)
+    np.testing.assert_array_equal(bounds, [0, 3, 7])
+
+
+@pytest.mark.parametrize("label, run", CASES, ids=IDS)
+def test_parallel_driver_same_bits_for_any_slot_count(label, run, monkeypatch):
+    """The log-weight driver's parallel loop with 1, 2, 3 and 7 slots (runs of
+    units) gives the bits of the default call."""
+    from estimators._kernels import driver
+
+    K, R = CHUNK + 17, 3
+    reference = run(11, K, R)
+    real = driver.log_weight_stats_parallel
+    for n_threads in (1, 2, 3, 7):
+        seen = []
+
+        def forced(args, key, K_, R_, _n, n=n_threads):
+            seen.append(n)
+            return real(args, key, K_, R_, n)
+
+        monkeypatch.setattr(driver, "log_weight_stats_parallel", forced)
+        np.testing.assert_array_equal(run(11, K, R), reference)
+        if not seen:
+            pytest.skip(f"{label} does not run through driver.log_weight_stats")

@@ -21,9 +21,18 @@ Launching a ``prange`` loop costs tens of microseconds on an idle machine and
 up to a scheduler quantum on a busy one, so calls with fewer than
 ``PARALLEL_MIN_SAMPLES`` samples in all run the same units serially
 (``log_weight_stats_serial``): the same numbers, without the launch.
+
+The parallel loop runs over threads, not units: ``thread_slots`` cuts the
+unit sequence into one contiguous run per thread with about the same number
+of samples in each, and a thread allocates its scratch once for its run.  A
+plain ``prange`` over the units splits their *count* evenly, so K = 1e5 (six
+full chunks and one of 1696 samples) gave one thread four full chunks and the
+other two and a bit: at best 76 % of two cores.  Which thread runs a unit
+never changes its numbers, so the split is free to follow the sizes.
 """
 
 import numpy as np
+import numba
 from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
@@ -99,14 +108,42 @@ def _draw_and_fold(state, acc, lw, n, args):
 
 
 @njit(cache=True)
-def run_unit(args, key, K, n_chunks, u, parts):
-    """Draw and fold the samples of unit u into parts[u]."""
+def thread_slots(K, R, n_threads):
+    """Bounds (T + 1,) of T = min(n_threads, units) contiguous runs of the R *
+    n_chunks units, balanced by samples: unit u goes to the run
+    floor(T * m_u / (K R)), m_u the position of its middle sample in the
+    sequence of all R K samples; run t is units [bounds[t], bounds[t + 1])
+    (possibly empty).  A run holds at most K R / T samples plus half a unit at
+    either end, so at most one chunk more than an equal share."""
+    n_chunks = (K + CHUNK - 1) // CHUNK
+    n_units = R * n_chunks
+    T = max(1, min(n_threads, n_units))
+    bounds = np.empty(T + 1, dtype=np.int64)
+    bounds[0] = 0
+    twice_total = 2 * K * R
+    t = 1
+    for u in range(n_units):
+        r = u // n_chunks
+        c = u - r * n_chunks
+        start = c * CHUNK
+        size = min(K, start + CHUNK) - start
+        slot = (2 * (r * K + start) + size) * T // twice_total
+        while t <= slot:
+            bounds[t] = u
+            t += 1
+    while t <= T:
+        bounds[t] = n_units
+        t += 1
+    return bounds
+
+
+@njit(cache=True)
+def run_unit(args, key, K, n_chunks, u, parts, state, lw, acc):
+    """Draw and fold the samples of unit u into parts[u] (``state``, ``lw``,
+    ``acc``: the caller's scratch)."""
     r = u // n_chunks
     c = u - r * n_chunks
-    state = np.empty(4, dtype=np.uint64)
     seed_state(state, key, r, c)
-    lw = np.empty(BLOCK)
-    acc = np.empty(NSTATS)
     init_acc(acc)
     start = c * CHUNK
     stop = min(K, start + CHUNK)
@@ -120,6 +157,16 @@ def run_unit(args, key, K, n_chunks, u, parts):
 
 
 @njit(cache=True)
+def run_units(args, key, K, n_chunks, first, stop, parts):
+    """Units [first, stop) in order, with one set of scratch buffers."""
+    state = np.empty(4, dtype=np.uint64)
+    lw = np.empty(BLOCK)
+    acc = np.empty(NSTATS)
+    for u in range(first, stop):
+        run_unit(args, key, K, n_chunks, u, parts, state, lw, acc)
+
+
+@njit(cache=True)
 def combine_replicates(parts, R, n_chunks):
     out = np.empty((R, 3))
     for r in range(R):
@@ -128,11 +175,12 @@ def combine_replicates(parts, R, n_chunks):
 
 
 @njit(cache=True, parallel=True)
-def log_weight_stats_parallel(args, key, K, R):
+def log_weight_stats_parallel(args, key, K, R, n_threads):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, NSTATS))
-    for u in prange(R * n_chunks):
-        run_unit(args, key, K, n_chunks, u, parts)
+    bounds = thread_slots(K, R, n_threads)
+    for t in prange(bounds.shape[0] - 1):
+        run_units(args, key, K, n_chunks, bounds[t], bounds[t + 1], parts)
     return combine_replicates(parts, R, n_chunks)
 
 
@@ -140,8 +188,7 @@ def log_weight_stats_parallel(args, key, K, R):
 def log_weight_stats_serial(args, key, K, R):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, NSTATS))
-    for u in range(R * n_chunks):
-        run_unit(args, key, K, n_chunks, u, parts)
+    run_units(args, key, K, n_chunks, 0, R * n_chunks, parts)
     return combine_replicates(parts, R, n_chunks)
 
 
@@ -160,5 +207,7 @@ def use_serial(K, R, min_samples=PARALLEL_MIN_SAMPLES):
 def log_weight_stats(kind, args, key, K, R):
     """(R, 3) array: log sum_k w_k, log sum_k w_k^2, sum_k log w_k per replicate,
     for the block whose argument type is ``kind`` (a kernel module's ``Args``)."""
-    run = log_weight_stats_serial if use_serial(K, R) else log_weight_stats_parallel
-    return run(kind(*args), key, K, R)
+    if use_serial(K, R):
+        return log_weight_stats_serial(kind(*args), key, K, R)
+    # numba.get_num_threads() inside compiled code would keep it out of the on-disk cache
+    return log_weight_stats_parallel(kind(*args), key, K, R, numba.get_num_threads())

@@ -58,12 +58,13 @@ signal :math:`c_k` that needs the pass-1 totals of its replicate
 (leave-one-out baselines, VIMCO).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from .driver import BLOCK, CHUNK, use_serial
+from .driver import BLOCK, CHUNK, thread_slots, use_serial
 from .rng import seed_state
 
 _GRADIENT_BLOCKS = {}
@@ -323,23 +324,27 @@ def combine_signals(parts, R, n_chunks, P):
 
 
 @njit(cache=True)
-def _sums_unit(args, mode, P, off, key, K, n_chunks, u, acc):
-    state, r, start, stop = open_unit(key, K, n_chunks, u)
+def _sums_units(args, mode, P, off, key, K, n_chunks, first, stop, parts):
+    """Pass 1 over units [first, stop) into parts[u], with one set of scratch."""
     lw = np.empty(BLOCK)
     S = np.empty((BLOCK, P))
-    init_sums(acc)
-    for i in range(start, stop, BLOCK):
-        n = min(BLOCK, stop - i)
-        call_gradient_block(state, n, args, mode, lw, S)
-        fold_sums(acc, lw, S, n, P, off)
+    for u in range(first, stop):
+        state, r, start, end = open_unit(key, K, n_chunks, u)
+        acc = parts[u]
+        init_sums(acc)
+        for i in range(start, end, BLOCK):
+            n = min(BLOCK, end - i)
+            call_gradient_block(state, n, args, mode, lw, S)
+            fold_sums(acc, lw, S, n, P, off)
 
 
 @njit(cache=True, parallel=True)
-def _sums_parallel(args, mode, P, off, width, key, K, R):
+def _sums_parallel(args, mode, P, off, width, key, K, R, n_threads):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, width))
-    for u in prange(R * n_chunks):
-        _sums_unit(args, mode, P, off, key, K, n_chunks, u, parts[u])
+    bounds = thread_slots(K, R, n_threads)
+    for t in prange(bounds.shape[0] - 1):
+        _sums_units(args, mode, P, off, key, K, n_chunks, bounds[t], bounds[t + 1], parts)
     return combine_sums(parts, R, n_chunks, P, off)
 
 
@@ -347,29 +352,32 @@ def _sums_parallel(args, mode, P, off, width, key, K, R):
 def _sums_serial(args, mode, P, off, width, key, K, R):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, width))
-    for u in range(R * n_chunks):
-        _sums_unit(args, mode, P, off, key, K, n_chunks, u, parts[u])
+    _sums_units(args, mode, P, off, key, K, n_chunks, 0, R * n_chunks, parts)
     return combine_sums(parts, R, n_chunks, P, off)
 
 
 @njit(cache=True)
-def _signals_unit(args, mode, P, key, K, n_chunks, u, signal, totals, out):
-    state, r, start, stop = open_unit(key, K, n_chunks, u)
+def _signals_units(args, mode, P, key, K, n_chunks, first, stop, signal, totals, parts):
+    """Pass 2 over units [first, stop) into parts[u], with one set of scratch."""
     lw = np.empty(BLOCK)
     S = np.empty((BLOCK, P))
-    out[:] = 0.0
-    for i in range(start, stop, BLOCK):
-        n = min(BLOCK, stop - i)
-        call_gradient_block(state, n, args, mode, lw, S)
-        add_signals(out, lw, S, n, P, signal, K, totals[r])
+    for u in range(first, stop):
+        state, r, start, end = open_unit(key, K, n_chunks, u)
+        out = parts[u]
+        out[:] = 0.0
+        for i in range(start, end, BLOCK):
+            n = min(BLOCK, end - i)
+            call_gradient_block(state, n, args, mode, lw, S)
+            add_signals(out, lw, S, n, P, signal, K, totals[r])
 
 
 @njit(cache=True, parallel=True)
-def _signals_parallel(args, mode, P, key, K, R, signal, totals):
+def _signals_parallel(args, mode, P, key, K, R, signal, totals, n_threads):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, P))
-    for u in prange(R * n_chunks):
-        _signals_unit(args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
+    bounds = thread_slots(K, R, n_threads)
+    for t in prange(bounds.shape[0] - 1):
+        _signals_units(args, mode, P, key, K, n_chunks, bounds[t], bounds[t + 1], signal, totals, parts)
     return combine_signals(parts, R, n_chunks, P)
 
 
@@ -377,19 +385,21 @@ def _signals_parallel(args, mode, P, key, K, R, signal, totals):
 def _signals_serial(args, mode, P, key, K, R, signal, totals):
     n_chunks = (K + CHUNK - 1) // CHUNK
     parts = np.empty((R * n_chunks, P))
-    for u in range(R * n_chunks):
-        _signals_unit(args, mode, P, key, K, n_chunks, u, signal, totals, parts[u])
+    _signals_units(args, mode, P, key, K, n_chunks, 0, R * n_chunks, signal, totals, parts)
     return combine_signals(parts, R, n_chunks, P)
 
 
 def gradient_sums(kind, args, mode, P, vectors, key, K, R):
     """Pass 1: (R, width) accumulators (layout(vectors, P)) for the block ``kind``."""
     off, width = layout(vectors, P)
-    run = _sums_serial if use_serial(K, R) else _sums_parallel
-    return run(kind(*args), mode, P, off, width, key, K, R), off
+    if use_serial(K, R):
+        return _sums_serial(kind(*args), mode, P, off, width, key, K, R), off
+    return _sums_parallel(kind(*args), mode, P, off, width, key, K, R, numba.get_num_threads()), off
 
 
 def signal_sums(kind, args, mode, P, key, K, R, signal, totals):
     """Pass 2: (R, P) sums of c_k S_k over the same draws as pass 1."""
-    run = _signals_serial if use_serial(K, R) else _signals_parallel
-    return run(kind(*args), mode, P, key, K, R, signal, np.ascontiguousarray(totals))
+    totals = np.ascontiguousarray(totals)
+    if use_serial(K, R):
+        return _signals_serial(kind(*args), mode, P, key, K, R, signal, totals)
+    return _signals_parallel(kind(*args), mode, P, key, K, R, signal, totals, numba.get_num_threads())
