@@ -62,7 +62,7 @@ def _score_only(p):
 
 
 def _categorical(p, q, args):
-    # args = (keep, alias, table) of the log-weight block, plus q's probabilities
+    # args = (keep, pair, table) of the log-weight block, plus q's probabilities
     probs = np.ascontiguousarray(q.probs, dtype=np.float64)
     return GradientTarget(gradient_categorical.KIND, tuple(args) + (probs,), frozenset({SCORE}), _score_only(p))
 

@@ -71,8 +71,8 @@ def _gaussian_mixture(p, x, q):
     table = p.log_joint_table(x)
     with np.errstate(divide="ignore"):
         log_w = np.where(q.probs > 0, table - np.log(np.where(q.probs > 0, q.probs, 1.0)), -np.inf)
-    keep, alias = categorical_kernel.alias_table(q.probs)
-    return categorical_kernel.KIND, (keep, alias, np.ascontiguousarray(log_w))
+    keep, pair = categorical_kernel.draw_tables(q.probs)
+    return categorical_kernel.KIND, (keep, pair, np.ascontiguousarray(log_w))
 
 
 @register_kernel(MixturePrior)

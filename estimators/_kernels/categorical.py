@@ -105,13 +105,19 @@ def draw_pair(u, keep, pair):
     return pair[2 * i + np.int64(v - i >= keep[i])]
 
 
+def draw_tables(probs):
+    """(keep, pair): ``alias_table``'s columns with the alias table laid out for
+    ``draw_pair`` (``pair_table``), built once per estimator call."""
+    keep, alias = alias_table(probs)
+    return keep, pair_table(alias)
+
+
 @njit(cache=True)
 def block(state, lw, n, args):
-    """Block function for ``driver.log_weight_stats``; args = (keep, alias, table)."""
-    keep, alias, table = args
+    """Block function for ``driver.log_weight_stats``; args = (keep, pair, table)."""
+    keep, pair, table = args
     u = np.empty(n)
     fill_uniform(state, u, n)
-    pair = pair_table(alias)
     for k in range(n):
         lw[k] = table[draw_pair(u[k], keep, pair)]
 
@@ -120,10 +126,9 @@ def block(state, lw, n, args):
 def draw_and_fold(state, acc, lw, n, args):
     """The same draws as ``block``, folded by counting: n log-weights take only C
     values, so the block's sums need C exps (``reduce.fold_counts``), not n."""
-    keep, alias, table = args
+    keep, pair, table = args
     fill_uniform(state, lw, n)  # lw is scratch here: it holds the uniforms
     counts = np.zeros(keep.shape[0])
-    pair = pair_table(alias)
     for k in range(n):
         counts[draw_pair(lw[k], keep, pair)] += 1.0
     fold_counts(acc, counts, table)
@@ -131,5 +136,5 @@ def draw_and_fold(state, acc, lw, n, args):
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
 #: be the attribute it is bound to: numba's cache pickles it by reference.
-CategoricalArgs = namedtuple("CategoricalArgs", "keep alias table")
+CategoricalArgs = namedtuple("CategoricalArgs", "keep pair table")
 KIND = register_block(CategoricalArgs, block, draw_and_fold)

@@ -20,23 +20,22 @@ from collections import namedtuple
 import numpy as np
 from numba import njit
 
+from .categorical import draw_pair
 from .gradient_driver import register_gradient_block
 from .rng import fill_uniform
 
 
 @njit(cache=True)
 def block(state, n, args, mode, lw, S):
-    """Gradient block function (see ``gradient_driver``); args = (keep, alias, table, probs).
+    """Gradient block function (see ``gradient_driver``); args = (keep, pair, table, probs).
 
     ``mode`` must be SCORE (the caller validates)."""
-    keep, alias, table, probs = args
+    keep, pair, table, probs = args
     C = keep.shape[0]
     u = np.empty(n)
     fill_uniform(state, u, n)
     for k in range(n):
-        v = u[k] * C
-        i = min(int(v), C - 1)
-        c = i if v - i < keep[i] else alias[i]
+        c = draw_pair(u[k], keep, pair)
         lw[k] = table[c]
         for j in range(C):
             S[k, j] = -probs[j]
@@ -45,5 +44,5 @@ def block(state, n, args, mode, lw, S):
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
 #: be the attribute it is bound to: numba's cache pickles it by reference.
-CategoricalGradientArgs = namedtuple("CategoricalGradientArgs", "keep alias table probs")
+CategoricalGradientArgs = namedtuple("CategoricalGradientArgs", "keep pair table probs")
 KIND = register_gradient_block(CategoricalGradientArgs, block)

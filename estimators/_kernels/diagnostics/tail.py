@@ -38,7 +38,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from ..categorical import CategoricalArgs, draw_pair, pair_table
+from ..categorical import CategoricalArgs, draw_pair
 from ..driver import BLOCK, CHUNK, call_block, combine_replicates, use_serial
 from ..reduce import NSTATS, fold_block, fold_counts, init_acc
 from ..rng import fill_uniform, seed_state
@@ -215,10 +215,9 @@ def _draw_fold_top(state, acc, lw, n, args, buf, count, t, primed, keep):
 def categorical_fold_top(state, acc, lw, n, args, buf, count, t, primed, keep):
     """Categorical's ``draw_and_fold`` (the same uniforms, counts and
     ``fold_counts``), with the counted log-weights offered to the buffer."""
-    keep_p, alias, table = args
+    keep_p, pair, table = args  # the branch-free alias draw of categorical.draw_and_fold: the same categories
     fill_uniform(state, lw, n)
     counts = np.zeros(keep_p.shape[0])
-    pair = pair_table(alias)  # the branch-free alias draw of categorical.draw_and_fold: the same categories
     for k in range(n):
         counts[draw_pair(lw[k], keep_p, pair)] += 1.0
     fold_counts(acc, counts, table)
