@@ -69,7 +69,7 @@ class LinearEncoder:
 
 @dataclass
 class LinearVAEFit:
-    """What ``fit_linear_vae`` returns.
+    r"""What ``fit_linear_vae`` returns.
 
     ``model`` the fitted LinearGaussian; ``encoder`` a LinearEncoder (amortized)
     or, per datapoint, the list of fitted q_i; ``elbo_history`` and

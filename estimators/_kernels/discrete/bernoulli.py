@@ -89,7 +89,7 @@ def logit(u):
 
 @njit(cache=True, fastmath=SAFE_FASTMATH)
 def _sbn_activation(model, z, a, e):
-    """a <- W z + b and e <- exp(-|a|); returns z . c.
+    r"""a <- W z + b and e <- exp(-|a|); returns z . c.
 
     For a binary z on a model whose activations are bounded (``use_products``:
     :math:`\max_i |b_i| + \sum_j |W_{ij}| < 600`, so no partial product
