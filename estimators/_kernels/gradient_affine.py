@@ -38,32 +38,29 @@ import numpy as np
 from numba import njit
 
 from .gradient_driver import MODEL, REPARAM, SCORE, log_scale_constant, register_gradient_block
-from .linear_gaussian import SAFE_FASTMATH, affine_log_q, draw_affine, log_joint_block
+from .linear_gaussian import affine_log_q, draw_affine, log_joint_block, sum_squares
 
-@njit(cache=True, fastmath=SAFE_FASTMATH)
+@njit(cache=True)
 def _log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, log_q_const, normal_base, u, lw):
     """lw[k] <- log p(x, z_k) - log q(z_k) = c - |z_k|^2 / 2 - sum_i r_ki^2 / (2 psi_i) - log q(z_k)
     for k < n, from the block's residuals r = x - b - W z (rows indexed in place: a
-    row view per sample costs a reference count each)."""
-    d = z.shape[1]
-    D = Rb.shape[1]
+    row view per sample costs a reference count each).
+
+    No fastmath here: with reassociation the order of these sums was LLVM's
+    choice, and it chose differently when the function was compiled fresh and
+    when it came from numba's cache -- the IWAE reparameterization gradient of
+    a seed differed in its last bits between a first and a second run.  The
+    sums are split by hand into four lanes (``linear_gaussian.sum_squares``) instead."""
     for k in range(n):
-        zz = 0.0
-        for j in range(d):
-            zz += z[k, j] * z[k, j]
-        quad = 0.0
-        for i in range(D):
-            quad += Rb[k, i] * Rb[k, i] * inv_psi[i]
+        zz = sum_squares(z, k, None)
+        quad = sum_squares(Rb, k, inv_psi)
         lq = log_q_const
         if normal_base:
-            uu = 0.0
-            for j in range(d):
-                uu += u[k, j] * u[k, j]
-            lq -= 0.5 * uu
+            lq -= 0.5 * sum_squares(u, k, None)
         lw[k] = (log_p_const - 0.5 * zz - 0.5 * quad) - lq
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH)
+@njit(cache=True)
 def _diagonal_reparam_vectors(Gb, u, T, n, const, S):
     """S[k] <- (g_k, g_k u_k sigma + const) for k < n: REPARAM's vectors for a diagonal T."""
     d = Gb.shape[1]
@@ -89,7 +86,7 @@ def _inv_t_transpose(T, diagonal, eps, v):
         v[j] = acc / T[j, j]
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH)
+@njit(cache=True)
 def _block_residuals(z, n, xb, W, inv_psi, Rb, Sb, Gb):
     """For the block's n samples at once: Rb[k] <- r_k = x - b - W z_k,
     Sb[k] <- Psi^-1 r_k and Gb[k] <- grad_z log p(x, z_k) = -z_k + W^T Psi^-1 r_k,

@@ -24,7 +24,11 @@ from .driver import register_block
 from .rng import fill_normal, fill_uniform
 
 # The safe subset of fastmath (DESIGN.md): lets LLVM vectorise the dot-product
-# reductions; assumes nothing about inf/NaN, so -inf log-weights survive.
+# reductions; assumes nothing about inf/NaN, so -inf log-weights survive.  It
+# is *not* safe for reproducibility: with reassoc and contract the order of a
+# sum and the fusing of a multiply-add are LLVM's choice, which can differ
+# between a fresh compile and one whose callees come from numba's cache.  This
+# module and gradient_affine no longer use it (``sum_squares``).
 SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
@@ -49,7 +53,39 @@ def draw_affine(state, u, z, n, loc, T, diagonal, normal_base):
                 z[k, j] = acc
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH)
+@njit(cache=True, inline="always")
+def sum_squares(a, k, w):
+    """sum_j a[k, j]^2 w_j (w = None: weights 1) in four interleaved partial
+    sums (lanes j mod 4) added in a fixed order, (s0 + s1) + (s2 + s3):
+    vectorisable without fastmath's reassociation, which let LLVM choose the
+    order of a sum -- and it chose differently when a function was compiled
+    fresh and when its callee came from numba's cache (last-bit differences
+    between a first and a second run of the same seed)."""
+    m = a.shape[1]
+    s0 = s1 = s2 = s3 = 0.0
+    j = 0
+    while j + 4 <= m:
+        if w is None:
+            s0 += a[k, j] * a[k, j]
+            s1 += a[k, j + 1] * a[k, j + 1]
+            s2 += a[k, j + 2] * a[k, j + 2]
+            s3 += a[k, j + 3] * a[k, j + 3]
+        else:
+            s0 += a[k, j] * a[k, j] * w[j]
+            s1 += a[k, j + 1] * a[k, j + 1] * w[j + 1]
+            s2 += a[k, j + 2] * a[k, j + 2] * w[j + 2]
+            s3 += a[k, j + 3] * a[k, j + 3] * w[j + 3]
+        j += 4
+    while j < m:
+        if w is None:
+            s0 += a[k, j] * a[k, j]
+        else:
+            s0 += a[k, j] * a[k, j] * w[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit(cache=True)
 def log_joint_block(z, n, xb, W, inv_psi, log_p_const, out, Wz):
     """out[k] <- log p(x, z_k) = c - |z_k|^2 / 2 - sum_i (xb_i - (W z_k)_i)^2 / (2 psi_i)
     for k < n, with xb = x - b and the block's products W z_k formed by one BLAS
@@ -58,18 +94,13 @@ def log_joint_block(z, n, xb, W, inv_psi, log_p_const, out, Wz):
     C-contiguous (n, d) and (n, D) scratch of exactly n rows; one call of a
     single-threaded dgemm (the block is below BLAS's threading threshold) is a
     fixed function of its inputs, so the result does not depend on which
-    thread runs the block."""
+    thread runs the block.  No fastmath: the sums are ``sum_squares``'s."""
     D, d = W.shape
     np.dot(z, W.T, Wz)
     for k in range(n):
-        zz = 0.0
-        for j in range(d):
-            zz += z[k, j] * z[k, j]
-        quad = 0.0
         for i in range(D):
-            r = xb[i] - Wz[k, i]
-            quad += r * r * inv_psi[i]
-        out[k] = log_p_const - 0.5 * zz - 0.5 * quad
+            Wz[k, i] = xb[i] - Wz[k, i]  # the residual, in place
+        out[k] = log_p_const - 0.5 * sum_squares(z, k, None) - 0.5 * sum_squares(Wz, k, inv_psi)
 
 
 @njit(cache=True, inline="always")
@@ -83,9 +114,9 @@ def affine_log_q(u_k, log_q_const, normal_base):
     return log_q_const - 0.5 * uu
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH)
+@njit(cache=True)
 def block(state, lw, n, args):
-    """Block function for ``driver.log_weight_stats``."""
+    """Block function for ``driver.log_weight_stats`` (no fastmath: see ``sum_squares``)."""
     loc, T, diagonal, normal_base, log_q_const, xb, W, inv_psi, log_p_const = args
     d = loc.shape[0]
     u = np.empty((n, d))
@@ -93,7 +124,10 @@ def block(state, lw, n, args):
     draw_affine(state, u, z, n, loc, T, diagonal, normal_base)
     log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, np.empty((n, W.shape[0])))
     for k in range(n):
-        lw[k] -= affine_log_q(u[k], log_q_const, normal_base)
+        if normal_base:
+            lw[k] -= log_q_const - 0.5 * sum_squares(u, k, None)
+        else:
+            lw[k] -= log_q_const
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
