@@ -147,9 +147,18 @@ def init_sums(acc):
     acc[I_M] = -np.inf
 
 
+@njit(cache=True, inline="always")
+def _term(S, k, j, c):
+    """S[k, j], or c[k] * S[k, j] (resolved while numba types the code)."""
+    if c is None:
+        return S[k, j]
+    return c[k] * S[k, j]
+
+
 @njit(cache=True)
-def add_columns(acc, o, S, n, P):
-    """acc[o + j] += S[k, j] for k < n, j < P, in the order of k for each j.
+def add_columns(acc, o, S, n, P, c):
+    """acc[o + j] += c[k] S[k, j] for k < n, j < P (c = None: weights 1), in
+    the order of k for each j.
 
     Eight columns at a time, each with its own register accumulator: the
     row-by-row loop kept every running sum in memory (a load and a store per
@@ -160,51 +169,21 @@ def add_columns(acc, o, S, n, P):
         a0, a1, a2, a3 = acc[o + j], acc[o + j + 1], acc[o + j + 2], acc[o + j + 3]
         a4, a5, a6, a7 = acc[o + j + 4], acc[o + j + 5], acc[o + j + 6], acc[o + j + 7]
         for k in range(n):
-            a0 += S[k, j]
-            a1 += S[k, j + 1]
-            a2 += S[k, j + 2]
-            a3 += S[k, j + 3]
-            a4 += S[k, j + 4]
-            a5 += S[k, j + 5]
-            a6 += S[k, j + 6]
-            a7 += S[k, j + 7]
+            a0 += _term(S, k, j, c)
+            a1 += _term(S, k, j + 1, c)
+            a2 += _term(S, k, j + 2, c)
+            a3 += _term(S, k, j + 3, c)
+            a4 += _term(S, k, j + 4, c)
+            a5 += _term(S, k, j + 5, c)
+            a6 += _term(S, k, j + 6, c)
+            a7 += _term(S, k, j + 7, c)
         acc[o + j], acc[o + j + 1], acc[o + j + 2], acc[o + j + 3] = a0, a1, a2, a3
         acc[o + j + 4], acc[o + j + 5], acc[o + j + 6], acc[o + j + 7] = a4, a5, a6, a7
         j += 8
     while j < P:
         a = acc[o + j]
         for k in range(n):
-            a += S[k, j]
-        acc[o + j] = a
-        j += 1
-
-
-@njit(cache=True)
-def add_weighted_columns(acc, o, S, n, P, c):
-    """acc[o + j] += c[k] * S[k, j] for k < n, j < P, in the order of k for
-    each j (``add_columns`` with a weight per row; the same bits as the
-    row-by-row loop)."""
-    j = 0
-    while j + 8 <= P:
-        a0, a1, a2, a3 = acc[o + j], acc[o + j + 1], acc[o + j + 2], acc[o + j + 3]
-        a4, a5, a6, a7 = acc[o + j + 4], acc[o + j + 5], acc[o + j + 6], acc[o + j + 7]
-        for k in range(n):
-            ck = c[k]
-            a0 += ck * S[k, j]
-            a1 += ck * S[k, j + 1]
-            a2 += ck * S[k, j + 2]
-            a3 += ck * S[k, j + 3]
-            a4 += ck * S[k, j + 4]
-            a5 += ck * S[k, j + 5]
-            a6 += ck * S[k, j + 6]
-            a7 += ck * S[k, j + 7]
-        acc[o + j], acc[o + j + 1], acc[o + j + 2], acc[o + j + 3] = a0, a1, a2, a3
-        acc[o + j + 4], acc[o + j + 5], acc[o + j + 6], acc[o + j + 7] = a4, a5, a6, a7
-        j += 8
-    while j < P:
-        a = acc[o + j]
-        for k in range(n):
-            a += c[k] * S[k, j]
+            a += _term(S, k, j, c)
         acc[o + j] = a
         j += 1
 
@@ -225,9 +204,9 @@ def fold_sums(acc, lw, S, n, P, off):
             m = lw[k]
     acc[I_F] += total
     if o_s >= 0:
-        add_columns(acc, o_s, S, n, P)
+        add_columns(acc, o_s, S, n, P, None)
     if o_fs >= 0:
-        add_weighted_columns(acc, o_fs, S, n, P, lw)
+        add_columns(acc, o_fs, S, n, P, lw)
     if m == -np.inf:
         return
     pending = False
@@ -271,11 +250,11 @@ def fold_sums(acc, lw, S, n, P, off):
         return
     if all_finite:
         if o_g1 >= 0:
-            add_weighted_columns(acc, o_g1, S, n, P, e)
+            add_columns(acc, o_g1, S, n, P, e)
         if o_g2 >= 0:
             for k in range(n):
                 e[k] *= e[k]
-            add_weighted_columns(acc, o_g2, S, n, P, e)
+            add_columns(acc, o_g2, S, n, P, e)
         return
     # a sample of log-weight -inf adds nothing (its S may not be finite): row by row
     for k in range(n):
@@ -392,7 +371,7 @@ def add_signals(out, lw, S, n, P, signal, K, tot):
     c = np.empty(n)
     for k in range(n):
         c[k] = _signal(signal, lw[k], K, tot)
-    add_weighted_columns(out, 0, S, n, P, c)
+    add_columns(out, 0, S, n, P, c)
 
 
 @njit(cache=True)
