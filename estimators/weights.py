@@ -19,7 +19,7 @@ Pareto k-hat when it is first read (``estimators.psis``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -39,7 +39,13 @@ LOG_WEIGHTS_MAX_K = 10**8
 
 def seed_key(seed):
     """The 64-bit key of a seed: SeedSequence(seed)'s first uint64 word."""
-    seed = check_seed(seed)
+    return _key_of(check_seed(seed))
+
+
+@lru_cache(maxsize=4096)
+def _key_of(seed):
+    # a pure function of the integer: building the SeedSequence costs ~15 us, a
+    # tenth of a small call's overhead
     return np.random.SeedSequence(seed).generate_state(1, dtype=np.uint64)[0]
 
 
