@@ -38,26 +38,7 @@ import numpy as np
 from numba import njit
 
 from .gradient_driver import MODEL, REPARAM, SCORE, log_scale_constant, register_gradient_block
-from .linear_gaussian import affine_log_q, draw_affine, log_joint_block, sum_squares
-
-@njit(cache=True)
-def _log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, log_q_const, normal_base, u, lw):
-    """lw[k] <- log p(x, z_k) - log q(z_k) = c - |z_k|^2 / 2 - sum_i r_ki^2 / (2 psi_i) - log q(z_k)
-    for k < n, from the block's residuals r = x - b - W z (rows indexed in place: a
-    row view per sample costs a reference count each).
-
-    No fastmath here: with reassociation the order of these sums was LLVM's
-    choice, and it chose differently when the function was compiled fresh and
-    when it came from numba's cache -- the IWAE reparameterization gradient of
-    a seed differed in its last bits between a first and a second run.  The
-    sums are split by hand into four lanes (``linear_gaussian.sum_squares``) instead."""
-    for k in range(n):
-        zz = sum_squares(z, k, None)
-        quad = sum_squares(Rb, k, inv_psi)
-        lq = log_q_const
-        if normal_base:
-            lq -= 0.5 * sum_squares(u, k, None)
-        lw[k] = (log_p_const - 0.5 * zz - 0.5 * quad) - lq
+from .linear_gaussian import draw_affine, log_joint_block, log_joint_from_residuals, subtract_log_q
 
 
 @njit(cache=True)
@@ -124,19 +105,17 @@ def block(state, n, args, mode, lw, S):
         # the block's residuals r = x - b - W z and gradients grad_z log p in
         # two GEMMs; from r each sample's log-joint (W z is formed once)
         _block_residuals(z, n, xb, W, inv_psi, Rb, np.empty((n, D)), Gb)
+        log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, lw)
+    subtract_log_q(u, n, log_q_const, normal_base, lw)
     v = np.empty(d)
     a = np.empty(d)
     const = log_scale_constant(mode)
-    if mode != SCORE:
-        _log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, log_q_const, normal_base, u, lw)
     if mode == REPARAM and diagonal:  # the common case, without a row view per sample
         _diagonal_reparam_vectors(Gb, u, T, n, const, S)
         return
     for k in range(n):
         r = Rb[k]
         g = Gb[k]
-        if mode == SCORE:
-            lw[k] -= affine_log_q(u[k], log_q_const, normal_base)
         if mode == MODEL:
             o = 0
             for i in range(D):

@@ -100,18 +100,31 @@ def log_joint_block(z, n, xb, W, inv_psi, log_p_const, out, Wz):
     for k in range(n):
         for i in range(D):
             Wz[k, i] = xb[i] - Wz[k, i]  # the residual, in place
-        out[k] = log_p_const - 0.5 * sum_squares(z, k, None) - 0.5 * sum_squares(Wz, k, inv_psi)
+    log_joint_from_residuals(z, Wz, n, inv_psi, log_p_const, out)
+
+
+@njit(cache=True)
+def log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, out):
+    """out[k] <- log p(x, z_k) = c - |z_k|^2 / 2 - sum_i r_ki^2 / (2 psi_i) for k < n,
+    from the block's residuals r = x - b - W z (rows indexed in place: a row view
+    per sample costs a reference count each)."""
+    for k in range(n):
+        out[k] = log_p_const - 0.5 * sum_squares(z, k, None) - 0.5 * sum_squares(Rb, k, inv_psi)
 
 
 @njit(cache=True, inline="always")
-def affine_log_q(u_k, log_q_const, normal_base):
-    """log q(z) of a draw z = loc + T u_k: c_q - |u_k|^2 / 2 (normal base) or c_q."""
+def affine_log_q(u, k, log_q_const, normal_base):
+    """log q(z_k) of a draw z_k = loc + T u[k]: c_q - |u[k]|^2 / 2 (normal base) or c_q."""
     if not normal_base:
         return log_q_const
-    uu = 0.0
-    for j in range(u_k.shape[0]):
-        uu += u_k[j] * u_k[j]
-    return log_q_const - 0.5 * uu
+    return log_q_const - 0.5 * sum_squares(u, k, None)
+
+
+@njit(cache=True)
+def subtract_log_q(u, n, log_q_const, normal_base, lw):
+    """lw[k] -= log q(z_k) for k < n (``affine_log_q``): log p(x, z) becomes log w."""
+    for k in range(n):
+        lw[k] -= affine_log_q(u, k, log_q_const, normal_base)
 
 
 @njit(cache=True)
@@ -123,11 +136,7 @@ def block(state, lw, n, args):
     z = np.empty((n, d))
     draw_affine(state, u, z, n, loc, T, diagonal, normal_base)
     log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, np.empty((n, W.shape[0])))
-    for k in range(n):
-        if normal_base:
-            lw[k] -= log_q_const - 0.5 * sum_squares(u, k, None)
-        else:
-            lw[k] -= log_q_const
+    subtract_log_q(u, n, log_q_const, normal_base, lw)
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must

@@ -26,7 +26,7 @@ def user_block(f, x, loc, T, diagonal, normal_base, log_q_const, state, ub, z, l
     """lw[:n] <- f(x, z_k) - log q(z_k) for n fresh affine draws z_k (base draws kept in ub)."""
     draw_affine(state, ub, z, n, loc, T, diagonal, normal_base)
     for k in range(n):
-        lw[k] = f(x, z[k]) - affine_log_q(ub[k], log_q_const, normal_base)
+        lw[k] = f(x, z[k]) - affine_log_q(ub, k, log_q_const, normal_base)
 
 
 @njit
