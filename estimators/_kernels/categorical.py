@@ -127,11 +127,18 @@ def draw_and_fold(state, acc, lw, n, args):
     """The same draws as ``block``, folded by counting: n log-weights take only C
     values, so the block's sums need C exps (``reduce.fold_counts``), not n."""
     keep, pair, table = args
-    fill_uniform(state, lw, n)  # lw is scratch here: it holds the uniforms
+    fold_counts(acc, draw_counts(state, lw, n, keep, pair), table)
+
+
+@njit(cache=True)
+def draw_counts(state, lw, n, keep, pair):
+    """(C,) counts of n categories drawn as ``block`` draws them; lw[:n] is
+    scratch (it holds the uniforms)."""
+    fill_uniform(state, lw, n)
     counts = np.zeros(keep.shape[0])
     for k in range(n):
         counts[draw_pair(lw[k], keep, pair)] += 1.0
-    fold_counts(acc, counts, table)
+    return counts
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must

@@ -38,10 +38,10 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from ..categorical import CategoricalArgs, draw_pair
+from ..categorical import CategoricalArgs, draw_counts
 from ..driver import BLOCK, CHUNK, call_block, combine_replicates, use_serial
 from ..reduce import NSTATS, fold_block, fold_counts, init_acc
-from ..rng import fill_uniform, seed_state
+from ..rng import seed_state
 
 #: the units of one wave buffer at most this many values in all (16 MB)
 WAVE_DOUBLES = 1 << 21
@@ -215,11 +215,8 @@ def _draw_fold_top(state, acc, lw, n, args, buf, count, t, primed, keep):
 def categorical_fold_top(state, acc, lw, n, args, buf, count, t, primed, keep):
     """Categorical's ``draw_and_fold`` (the same uniforms, counts and
     ``fold_counts``), with the counted log-weights offered to the buffer."""
-    keep_p, pair, table = args  # the branch-free alias draw of categorical.draw_and_fold: the same categories
-    fill_uniform(state, lw, n)
-    counts = np.zeros(keep_p.shape[0])
-    for k in range(n):
-        counts[draw_pair(lw[k], keep_p, pair)] += 1.0
+    keep_p, pair, table = args
+    counts = draw_counts(state, lw, n, keep_p, pair)  # categorical.draw_and_fold's categories
     fold_counts(acc, counts, table)
     return offer_counts(buf, count, t, primed, keep, counts, table)
 
