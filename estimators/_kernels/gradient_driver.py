@@ -227,7 +227,7 @@ def fold_sums(acc, lw, S, n, P, off):
     s1 = acc[I_S1]
     srest = acc[I_SREST]
     weighted = o_g1 >= 0 or o_g2 >= 0
-    e = np.empty(n if weighted else 0)
+    e = np.empty(n) if weighted else lw  # e[k] is only written when weighted: no allocation otherwise
     all_finite = True
     for k in range(n):
         f = lw[k]
