@@ -141,11 +141,14 @@ class GaussianMixture(WeightMoments, Problem):
         return float(np.sum(q.probs[support] * (table[support] - np.log(q.probs[support]))))
 
     def kl(self, x, q):
-        """Exact KL(q || p(z|x)) = sum_k q_k (log q_k - log p(k|x)), by enumeration."""
+        """Exact KL(q || p(z|x)) = sum_k q_k (log q_k - log p(k|x)), by enumeration.
+        A sum that rounds below zero (q equal to the posterior up to rounding:
+        91 of 200 random mixtures with q = p(k|x) gave about -1e-16) is
+        returned as 0, the KL's bound, within that rounding."""
         q, table = self._q_terms(x, q, "kl")
         log_post = log_softmax(table)
         support = q.probs > 0
-        return float(np.sum(q.probs[support] * (np.log(q.probs[support]) - log_post[support])))
+        return max(0.0, float(np.sum(q.probs[support] * (np.log(q.probs[support]) - log_post[support]))))
 
     def elbo_grad(self, x, q):
         """Exact d ELBO / d logits: q_j (f_j - sum_k q_k f_k), f = log p(x,.) - log q."""

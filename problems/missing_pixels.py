@@ -411,12 +411,15 @@ class MissingPixels(WeightMoments, Problem):
 
     def kl(self, x, q):
         """Exact KL(q || p(z|x)) = sum_z q(z) [log q(z) - log p(z|x)], with log p(z|x)
-        from the posterior mixture (not via elbo or log_marginal)."""
+        from the posterior mixture (not via elbo or log_marginal).
+        A sum that rounds below zero (q equal to the posterior up to rounding:
+        as with the Gaussian mixture, about -1e-16) is
+        returned as 0, the KL's bound, within that rounding."""
         post = self.posterior(self._check_x(x))
         total = 0.0
         for z, log_q, _, _ in self._enumerate(x, q, "kl"):
             total += float(np.sum(np.exp(log_q) * (log_q - post.log_prob(z))))
-        return total
+        return max(0.0, total)
 
     def elbo_grad(self, x, q):
         r"""Exact d ELBO / d logits of a Bernoulli q by enumeration:

@@ -182,7 +182,10 @@ class SigmoidBeliefNet(Problem):
 
     def kl(self, x, q):
         """Exact KL(q || p(h|x)) = sum_h q(h) [log q(h) - log p(h|x)], log p(h|x) from
-        the enumerated posterior table (a softmax of the log-joints)."""
+        the enumerated posterior table (a softmax of the log-joints).
+        A sum that rounds below zero (q equal to the posterior up to rounding:
+        as with the Gaussian mixture, about -1e-16) is
+        returned as 0, the KL's bound, within that rounding."""
         self._check_q(q, (Bernoulli,), "kl")
         _, log_post = self._posterior_table(x)
         powers = 1 << np.arange(self.latent_dim)
@@ -190,7 +193,7 @@ class SigmoidBeliefNet(Problem):
         for H, log_q in self._q_table(q, "kl"):
             idx = H.astype(np.int64) @ powers
             total += float(np.sum(np.exp(log_q) * (log_q - log_post[idx])))
-        return total
+        return max(0.0, total)
 
     def elbo_grad(self, x, q):
         r"""Exact d ELBO / d logits of a Bernoulli q:
