@@ -58,7 +58,8 @@ def build_parser():
     pe = sub.add_parser("peers", help="samples/s of our kernels against NumPy, JAX and PyTorch")
     pe.add_argument("--K", type=int, nargs="+", default=None, help="sample sizes (default 1e2 ... 1e6)")
     pe.add_argument("--peers", nargs="+", default=None, help="peers to run (default: numpy jax torch)")
-    pe.add_argument("--repeats", type=int, default=5, help="timed calls per cell (median reported)")
+    pe.add_argument("--repeats", type=int, default=5, help="timing rounds per cell: the main and discrete tables time their implementations in turns, "
+                    "every round (median call reported); the sequential table, timed calls per cell")
     pe.add_argument("--out", default=None, help="also write the rows and ceilings: a .csv path, or a results "
                     "directory (peers.parquet, read by `python -m bench report`)")
     pe.add_argument("--no-limits", action="store_true", help="skip measuring the machine's limits")

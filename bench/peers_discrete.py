@@ -115,7 +115,7 @@ def run_section(repeats=5, progress=None, Ks=KS, methods=METHODS):
 
     import estimators
 
-    from .peers import time_call
+    from .peers import time_interleaved
 
     p, x, q = sbn_work()
     exact = p.elbo_grad(x, q)
@@ -141,14 +141,14 @@ def run_section(repeats=5, progress=None, Ks=KS, methods=METHODS):
                 progress(done, total)
         for K in Ks:
             R = replicates_for(K)
-            for name, fn in impls.items():
-                seconds = time_call(lambda fn=fn, K=K, R=R: fn(K, R, method, 1), repeats=repeats, min_seconds=0.0)
+            fns = [lambda fn=fn, K=K, R=R: fn(K, R, method, 1) for fn in impls.values()]  # timed in turns
+            for name, seconds in zip(impls, time_interleaved(fns, rounds=repeats, min_seconds=0.0)):
                 rows.append(dict(work=f"grad_sbn_{method}", method=method, implementation=name, size=K, K=K, R=R,
                                  seconds=seconds, samples_per_s=K * R / seconds, algorithm=ALGORITHMS[name],
                                  agreement_z=z[name], checked_against=against))
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+            done += len(impls)
+            if progress is not None:
+                progress(done, total)
     df = pd.DataFrame(rows)
     numpy_rate = df[df.implementation == "numpy"].set_index(["method", "size"]).samples_per_s.rename("numpy_rate")
     df = df.join(numpy_rate, on=["method", "size"])

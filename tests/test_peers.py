@@ -134,3 +134,23 @@ def test_numpy_lg_peer_log_weights_are_the_models(works):
     z, _, lw = npp._log_w(lg.arrays, eps, *npp._whitened(lg.arrays))
     zf = z.reshape(-1, 20)
     np.testing.assert_allclose(lw.ravel(), lg.problem.log_joint(lg.x, zf) - lg.q.log_prob(zf), rtol=0, atol=1e-10)
+
+
+def test_time_interleaved_takes_turns_and_reports_each_medians(monkeypatch):
+    """On a fake clock that fn i advances by i + 1 units a call (fn 0 by 10 on its
+    timed call of the last round, an outlier): each round runs every fn in turn,
+    an untimed call then timed ones, and each fn gets the median of its own."""
+    clock = [0.0]
+    calls = []
+
+    def make(i):
+        def fn():
+            calls.append(i)
+            clock[0] += 10.0 if i == 0 and len(calls) == 20 else i + 1
+        return fn
+
+    monkeypatch.setattr(peers, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(peers.time, "perf_counter", lambda: clock[0])
+    medians = peers.time_interleaved([make(0), make(1), make(2)], rounds=4, min_seconds=0.0)
+    assert calls == [0, 0, 1, 1, 2, 2] * 4
+    assert medians == [1.0, 2.0, 3.0]
