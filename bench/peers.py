@@ -447,7 +447,11 @@ def time_call(fn, repeats=5, min_seconds=0.2):
     return statistics.median(times)
 
 
-def time_interleaved(fns, rounds=5, min_seconds=0.04):
+#: the least time of the timed calls each implementation gets in each round of ``time_interleaved``
+TURN_SECONDS = 0.04
+
+
+def time_interleaved(fns, rounds=5, min_seconds=TURN_SECONDS):
     """Median wall time of each of ``fns`` (a list of no-argument callables),
     timed in turn: ``rounds`` rounds, each giving every fn, in order,
     ``SETTLE_SECONDS`` of idle, one untimed call (the first also compiles) and
@@ -736,7 +740,7 @@ def format_table(df, notes, limits=None):
                      f"{df.attrs['load_after']:.2f} on {os.cpu_count()} CPUs (ratios are within one run)")
     if "rounds" in df.attrs:
         lines.append(f"timing: per cell {df.attrs['rounds']} rounds in which every implementation in turn gets "
-                     f"{SETTLE_SECONDS} s of idle, an untimed call and timed calls for >= 0.04 s; "
+                     f"{SETTLE_SECONDS} s of idle, an untimed call and timed calls for >= {TURN_SECONDS} s; "
                      "samples/s from the median timed call (time_interleaved)")
     return "\n".join(lines)
 
