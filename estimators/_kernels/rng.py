@@ -75,6 +75,13 @@ def _ziggurat_tables(layers=256, r=3.6541528853610088, v=4.92867323399e-3):
 _ZIG_K, _ZIG_W, _ZIG_F, _ZIG_R = _ziggurat_tables()
 _ZIG_INV_R = 1.0 / _ZIG_R
 _MASK8 = np.uint64(0xFF)
+_MASK9 = np.uint64(0x1FF)
+# The fast path's tables indexed by the draw's low 9 bits, layer (bits 0-7) and
+# sign (bit 8) together: K9[i] = K[i mod 256], W9[i] = +-W[i mod 256].  One load
+# gives the signed width, so x = u * W9[i] equals u * W[layer] * (+-1) to the bit
+# (a product with -1 is exact) without forming the sign as a double.
+_ZIG_K9 = np.concatenate([_ZIG_K, _ZIG_K])
+_ZIG_W9 = np.concatenate([_ZIG_W, -_ZIG_W])
 _MASK52 = np.uint64(0x000FFFFFFFFFFFFF)
 _ZERO, _ONE, _EIGHT, _NINE = np.uint64(0), np.uint64(1), np.uint64(8), np.uint64(9)
 
@@ -138,28 +145,33 @@ def fill_normal(state, out, n):
     ``_normal_slow``: the same numbers as the branchy form, about 1.6x faster.
     The fast path is an inner loop that leaves only on a miss, so the slow
     step's call is outside it and the stream's state stays in registers
-    there: another 12-20 % (2.6 against 3.1 ns a normal, one thread, one run)."""
+    there: another 12-20 % (2.6 against 3.1 ns a normal, one thread, one run).
+    The layer and the sign are read together as the draw's low 9 bits, which
+    index tables of signed widths (``_ZIG_W9``) and thresholds (``_ZIG_K9``),
+    and the index is unsigned (no wraparound test on ``out[i]``): 23
+    instructions a normal instead of 30, the same numbers to the bit, 2.07
+    against 2.6 ns a normal (Zen 3, one thread, interleaved in one process)."""
     s = (state[0], state[1], state[2], state[3])
-    i = 0
-    while i < n:
+    m = np.uint64(n)
+    i = _ZERO  # unsigned: no wraparound test on out[i]
+    while i < m:
         idx = _ZERO
         rabs = _ZERO
         x = 0.0
         missed = False
-        while i < n:
+        while i < m:
             r, s = _next(s)
-            idx = r & _MASK8
-            r = r >> _EIGHT
-            rabs = (r >> _ONE) & _MASK52
-            x = np.float64(np.int64(rabs)) * _ZIG_W[idx] * (1.0 - 2.0 * np.float64(np.int64(r & _ONE)))
-            if rabs >= _ZIG_K[idx]:
+            idx = r & _MASK9
+            rabs = (r >> _NINE) & _MASK52
+            x = np.float64(np.int64(rabs)) * _ZIG_W9[idx]
+            if rabs >= _ZIG_K9[idx]:
                 missed = True
                 break
             out[i] = x
-            i += 1
+            i += _ONE
         if missed:  # the same draw goes to the wedge or tail; a rejection draws afresh for out[i]
-            x, accepted, s = _normal_slow(s, idx, rabs, x)
+            x, accepted, s = _normal_slow(s, idx & _MASK8, rabs, x)
             if accepted:
                 out[i] = x
-                i += 1
+                i += _ONE
     state[0], state[1], state[2], state[3] = s
