@@ -99,10 +99,13 @@ class _Sums:
         else:
             acc, off = gd.gradient_sums(target.kind, target.args, mode, P, vectors, key, K, R)
         self._acc = acc
-        self.M = acc[:, gd.I_M]
-        self.S1 = acc[:, gd.I_S1]
+        # without the weight sums (an ELBO estimator) M and S1 are None, so a
+        # reader that should have declared them fails loudly
+        weights = off[gd.V_W] >= 0
+        self.M = acc[:, gd.I_M] if weights else None
+        self.S1 = acc[:, gd.I_S1] if weights else None
         self.F = acc[:, gd.I_F]
-        view = {v: (acc[:, o : o + P] if o >= 0 else None) for v, o in enumerate(off)}
+        view = {v: (acc[:, o : o + P] if o >= 0 else None) for v, o in enumerate(off[: gd.N_VECTORS])}
         self.sum_S, self.sum_fS, self.G1, self.G2 = view[gd.V_S], view[gd.V_FS], view[gd.V_G1], view[gd.V_G2]
 
     @property
@@ -130,11 +133,13 @@ class _Sums:
         return gd.signal_sums(t.kind, t.args, self._mode, self.P, self._key, self.K, self.R, kind, totals)
 
 
-def _needs(*vectors):
-    """Declare which pass-1 P-vectors an estimator reads."""
+def _needs(*vectors, weights=True):
+    """Declare which pass-1 P-vectors an estimator reads, and whether it reads
+    the weight sums M, S1 (``weights``; an ELBO gradient does not, and then
+    pass 1 takes no exp)."""
 
     def mark(fn):
-        fn.vectors = frozenset(vectors)
+        fn.vectors = frozenset(vectors) | ({gd.V_W} if weights else frozenset())
         return fn
 
     return mark
@@ -143,7 +148,7 @@ def _needs(*vectors):
 # --------------------------------------------------------------------------- the estimators
 
 
-@_needs(gd.V_FS)
+@_needs(gd.V_FS, weights=False)
 def _score_elbo(s):
     r"""Score function (REINFORCE) for the ELBO.
 
@@ -172,7 +177,7 @@ def _score_iwae(s):
     return s.L * s.sum_S - s.weighted()
 
 
-@_needs()
+@_needs(weights=False)
 def _loo_elbo(s):
     r"""Score function with a leave-one-out baseline (K >= 2).
 
@@ -204,7 +209,7 @@ def _vimco(s):
     return s.signal(gd.VIMCO)
 
 
-@_needs(gd.V_S)
+@_needs(gd.V_S, weights=False)
 def _pathwise_elbo(s):
     r"""Pathwise (reparameterization) ELBO gradient, z = z(eps, phi).
 

@@ -17,6 +17,7 @@ from math import factorial
 import numba
 import numpy as np
 import pytest
+from scipy import special
 from scipy.special import softmax
 
 import estimators
@@ -153,7 +154,7 @@ def test_same_draws_as_value_estimators(make, K):
     key = estimators.weights.seed_key(3)
     for mode in sorted(target.modes):
         P = len(q.params) if mode != gd.MODEL else p.W.size + 2 * p.obs_dim
-        acc, _ = gd.gradient_sums(target.kind, target.args, mode, P, {gd.V_S}, key, K, 4)
+        acc, _ = gd.gradient_sums(target.kind, target.args, mode, P, {gd.V_S, gd.V_W}, key, K, 4)
         want = estimators.weight_stats(p, x, q, K, 4, seed=3)
         np.testing.assert_allclose(acc[:, gd.I_F], want.sum_log_w, rtol=1e-13, atol=0)
         np.testing.assert_allclose(acc[:, gd.I_M] + np.log(acc[:, gd.I_S1]), want.log_sum_w, rtol=1e-13)
@@ -280,9 +281,11 @@ def test_methods_table():
             continue
         assert set(spec.objectives) - {"wake"} == {"elbo", "iwae"}
         assert spec.reparam == (name in ("reparam", "stl", "dreg"))
-        for fn in spec.objectives.values():
+        for objective, fn in spec.objectives.items():
             assert fn.__doc__ and ".. math::" in fn.__doc__ or ":math:" in fn.__doc__
-            assert fn.vectors <= {gd.V_S, gd.V_FS, gd.V_G1, gd.V_G2}
+            assert fn.vectors <= {gd.V_S, gd.V_FS, gd.V_G1, gd.V_G2, gd.V_W}
+            # an ELBO gradient reads no weight sums (pass 1 takes no exp); the others do
+            assert (gd.V_W in fn.vectors) == (objective != "elbo"), (name, objective)
 
 
 # --------------------------------------------------------------------------- exact per-replicate identities
@@ -461,6 +464,29 @@ def test_bit_identical_across_threads_and_seed_sensitive(label, make, method, ob
     np.testing.assert_array_equal(many, estimators.gradient(p, x, q, K, R, method, objective, seed=5))
     other = estimators.gradient(p, x, q, K, R, method, objective, seed=6)
     assert not np.any(other == many)
+
+
+def test_pass1_without_weight_sums():
+    """Without V_W (an ELBO gradient) pass 1 leaves M = -inf, S1 = Srest = 0
+    and gives the other sums to the bit; G1 or G2 bring the weight sums in."""
+    rng = np.random.default_rng(1)
+    n, P = 300, 4
+    lw = rng.normal(-5.0, 3.0, n)
+    S = rng.standard_normal((n, P))
+    got = {}
+    for vectors in ({gd.V_S, gd.V_FS}, {gd.V_S, gd.V_FS, gd.V_W}):
+        off, W = gd.layout(vectors, P)
+        acc = np.empty(W)
+        gd.init_sums(acc)
+        for i in range(0, n, 64):
+            j = min(n, i + 64)
+            gd.fold_sums(acc, lw[i:j].copy(), S[i:j].copy(), j - i, P, off)
+        got[gd.V_W in vectors] = acc
+    assert got[False][gd.I_M] == -np.inf and got[False][gd.I_S1] == 0.0 and got[False][gd.I_SREST] == 0.0
+    np.testing.assert_allclose(got[True][gd.I_M] + np.log(got[True][gd.I_S1]), special.logsumexp(lw), rtol=1e-13)
+    np.testing.assert_array_equal(got[False][gd.I_F:], got[True][gd.I_F:])
+    assert gd.layout({gd.V_S}, P)[0][gd.V_W] == -1
+    assert gd.layout({gd.V_G1}, P)[0][gd.V_W] == gd.I_M and gd.layout({gd.V_G2}, P)[0][gd.V_W] == gd.I_M
 
 
 @pytest.mark.parametrize("make", [lg_case, gm_case], ids=["lg", "gm"])
