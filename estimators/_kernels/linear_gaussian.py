@@ -32,6 +32,16 @@ from .rng import fill_normal, fill_uniform
 SAFE_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
 
+@njit(cache=True, inline="always")
+def diagonal_of(T):
+    """T's diagonal as a new contiguous vector."""
+    d = T.shape[0]
+    out = np.empty(d)
+    for j in range(d):
+        out[j] = T[j, j]
+    return out
+
+
 @njit(cache=True)
 def draw_affine(state, u, z, n, loc, T, diagonal, normal_base):
     """z[:n] <- loc + T u for n fresh base draws; u[:n] keeps the base draws."""
@@ -41,16 +51,18 @@ def draw_affine(state, u, z, n, loc, T, diagonal, normal_base):
         fill_normal(state, flat, n * d)
     else:
         fill_uniform(state, flat, n * d)
+    if diagonal:  # one contiguous scale vector, so the loop over j vectorises
+        scale = diagonal_of(T)
+        for k in range(n):
+            for j in range(d):
+                z[k, j] = loc[j] + scale[j] * u[k, j]
+        return
     for k in range(n):
-        if diagonal:
-            for j in range(d):
-                z[k, j] = loc[j] + T[j, j] * u[k, j]
-        else:
-            for j in range(d):
-                acc = loc[j]
-                for l in range(j + 1):
-                    acc += T[j, l] * u[k, l]
-                z[k, j] = acc
+        for j in range(d):
+            acc = loc[j]
+            for l in range(j + 1):
+                acc += T[j, l] * u[k, l]
+            z[k, j] = acc
 
 
 @njit(cache=True, inline="always")
