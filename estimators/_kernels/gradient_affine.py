@@ -38,16 +38,17 @@ import numpy as np
 from numba import njit
 
 from .gradient_driver import MODEL, REPARAM, SCORE, log_scale_constant, register_gradient_block
-from .linear_gaussian import draw_affine, log_joint_block, log_joint_from_residuals, subtract_log_q
+from .linear_gaussian import draw_affine, log_joint_block, residuals_and_log_joint, subtract_log_q
 
 
 @njit(cache=True)
-def _diagonal_reparam_vectors(Gb, u, T, n, const, S):
-    """S[k] <- (g_k, g_k u_k sigma + const) for k < n: REPARAM's vectors for a diagonal T."""
+def _diagonal_reparam_vectors(Gb, z, u, T, n, const, S):
+    """S[k] <- (g_k, g_k u_k sigma + const) for k < n, g_k = Gb[k] - z_k (Gb holds
+    W^T Psi^-1 r_k): REPARAM's vectors for a diagonal T, in one pass."""
     d = Gb.shape[1]
     for k in range(n):
         for j in range(d):
-            g = Gb[k, j]
+            g = Gb[k, j] - z[k, j]
             S[k, j] = g
             S[k, d + j] = g * u[k, j] * T[j, j] + const
 
@@ -68,28 +69,6 @@ def _inv_t_transpose(T, diagonal, eps, v):
 
 
 @njit(cache=True)
-def _block_residuals(z, n, xb, W, inv_psi, Rb, Sb, Gb):
-    """For the block's n samples at once: Rb[k] <- r_k = x - b - W z_k,
-    Sb[k] <- Psi^-1 r_k and Gb[k] <- grad_z log p(x, z_k) = -z_k + W^T Psi^-1 r_k,
-    the two products by BLAS dgemm (z W^T, then (R Psi^-1) W): a tuned GEMM
-    runs the 2 D d multiply-adds per sample several times faster than
-    per-sample loops.  A single-threaded dgemm (the block is below BLAS's
-    threading threshold) is a fixed function of its inputs, so the result does
-    not depend on which thread runs the block."""
-    D, d = W.shape
-    np.dot(z, W.T, Rb)
-    for k in range(n):
-        for i in range(D):
-            r = xb[i] - Rb[k, i]
-            Rb[k, i] = r
-            Sb[k, i] = r * inv_psi[i]
-    np.dot(Sb, W, Gb)
-    for k in range(n):
-        for j in range(d):
-            Gb[k, j] -= z[k, j]
-
-
-@njit(cache=True)
 def block(state, n, args, mode, lw, S):
     """Gradient block function (see ``gradient_driver``) for LinearGaussian."""
     loc, T, diagonal, normal_base, log_q_const, xb, W, inv_psi, log_p_const = args
@@ -99,20 +78,30 @@ def block(state, n, args, mode, lw, S):
     draw_affine(state, u, z, n, loc, T, diagonal, normal_base)
     Rb = np.empty((n, D))
     Gb = np.empty((n, d))
+    const = log_scale_constant(mode)
     if mode == SCORE:  # no gradient of log p needed: the plain log-joint
         log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, Rb)
+        subtract_log_q(u, n, log_q_const, normal_base, lw)
     else:
-        # the block's residuals r = x - b - W z and gradients grad_z log p in
-        # two GEMMs; from r each sample's log-joint (W z is formed once)
-        _block_residuals(z, n, xb, W, inv_psi, Rb, np.empty((n, D)), Gb)
-        log_joint_from_residuals(z, Rb, n, inv_psi, log_p_const, lw)
-    subtract_log_q(u, n, log_q_const, normal_base, lw)
+        # The block's residuals r = x - b - W z and the gradients
+        # grad_z log p = -z + W^T Psi^-1 r by two single-threaded BLAS dgemms
+        # (z W^T, then (R Psi^-1) W: a tuned GEMM runs the 2 D d multiply-adds
+        # of a sample several times faster than per-sample loops, and one call
+        # is a fixed function of its inputs, whichever thread runs it); from r
+        # each sample's log-joint, in the pass that forms R Psi^-1.
+        Sb = np.empty((n, D))
+        np.dot(z, W.T, Rb)
+        residuals_and_log_joint(z, Rb, n, xb, inv_psi, log_p_const, lw, Sb)
+        subtract_log_q(u, n, log_q_const, normal_base, lw)
+        np.dot(Sb, W, Gb)
+        if mode == REPARAM and diagonal:  # the common case: -z added as the vectors are written
+            _diagonal_reparam_vectors(Gb, z, u, T, n, const, S)
+            return
+        for k in range(n):
+            for j in range(d):
+                Gb[k, j] -= z[k, j]
     v = np.empty(d)
     a = np.empty(d)
-    const = log_scale_constant(mode)
-    if mode == REPARAM and diagonal:  # the common case, without a row view per sample
-        _diagonal_reparam_vectors(Gb, u, T, n, const, S)
-        return
     for k in range(n):
         r = Rb[k]
         g = Gb[k]
