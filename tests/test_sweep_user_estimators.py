@@ -199,7 +199,10 @@ def test_ctrl_c_says_what_is_saved_and_a_rerun_resumes(user_module, tmp_path):
     out = tmp_path / "r"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(d), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "bench", "run", str(cfg), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT at its default in the child: a run started from a background shell
+    # has it ignored, the child would inherit that and finish with 0
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait until a few cells are stored
         cells = list((out / "cells").glob("*.parquet")) if (out / "cells").is_dir() else []
