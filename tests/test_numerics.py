@@ -118,9 +118,9 @@ def reduce_blocks(blocks):
         lw = np.ascontiguousarray(lw, dtype=np.float64)
         reduce.fold_block(acc, lw, lw.size)
         parts[i] = acc
-    out = np.empty(3)
-    reduce.combine(parts, 0, len(blocks), out)
-    return out
+    out = np.empty((1, 3))
+    reduce.combine(parts, 0, len(blocks), out, 0)
+    return out[0]
 
 
 def expected(lw):
@@ -167,8 +167,9 @@ def test_fold_several_blocks_into_one_accumulator(seed):
     for start in range(0, 1000, 64):
         block = np.ascontiguousarray(lw[start : start + 64])
         reduce.fold_block(acc, block, block.size)
-    out = np.empty(3)
-    reduce.combine(acc[None, :], 0, 1, out)
+    out = np.empty((1, 3))
+    reduce.combine(acc[None, :], 0, 1, out, 0)
+    out = out[0]
     ref = expected(lw)
     np.testing.assert_allclose(out[:2], ref[:2], rtol=1e-13)
     assert np.isneginf(out[2])  # a single zero weight makes sum log w = -inf
@@ -178,8 +179,9 @@ def test_fold_reads_only_the_first_n_entries():
     acc = fresh_acc()
     lw = np.array([-1.0, -2.0, 1e308, np.nan])
     reduce.fold_block(acc, lw, 2)
-    out = np.empty(3)
-    reduce.combine(acc[None, :], 0, 1, out)
+    out = np.empty((1, 3))
+    reduce.combine(acc[None, :], 0, 1, out, 0)
+    out = out[0]
     np.testing.assert_allclose(out, expected([-1.0, -2.0]), rtol=1e-14)
 
 

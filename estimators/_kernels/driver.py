@@ -170,7 +170,7 @@ def run_units(args, key, K, n_chunks, first, stop, parts):
 def combine_replicates(parts, R, n_chunks):
     out = np.empty((R, 3))
     for r in range(R):
-        combine(parts, r * n_chunks, (r + 1) * n_chunks, out[r])
+        combine(parts, r * n_chunks, (r + 1) * n_chunks, out, r)
     return out
 
 
