@@ -27,16 +27,19 @@ def init_acc(acc):
 
 
 @njit(cache=True, inline="always")
-def _merge(acc, i, m_new, s_new):
-    """Fold (m_new, s_new) -- a sum e^m_new * s_new -- into acc[i], acc[i+1]."""
+def _merged(m_old, s_old, m_new, s_new):
+    """(m, s) with e^m s = e^m_old s_old + e^m_new s_new, rescaled to the larger maximum."""
     if m_new == -np.inf:
-        return
-    m_old = acc[i]
+        return m_old, s_old
     if m_new > m_old:
-        acc[i + 1] = acc[i + 1] * np.exp(m_old - m_new) + s_new
-        acc[i] = m_new
-    else:
-        acc[i + 1] += s_new * np.exp(m_new - m_old)
+        return m_new, s_old * np.exp(m_old - m_new) + s_new
+    return m_old, s_old + s_new * np.exp(m_new - m_old)
+
+
+@njit(cache=True, inline="always")
+def _merge(acc, i, m_new, s_new):
+    """Fold (m_new, s_new) -- a sum e^m_new * s_new -- into acc[i], acc[i+1] (``_merged``)."""
+    acc[i], acc[i + 1] = _merged(acc[i], acc[i + 1], m_new, s_new)
 
 
 @njit(cache=True)
@@ -59,17 +62,6 @@ def fold_block(acc, lw, n):
         s2 += e * e
     _merge(acc, 0, m, s)
     _merge(acc, 2, 2.0 * m, s2)
-
-
-@njit(cache=True, inline="always")
-def _merged(m_old, s_old, m_new, s_new):
-    """``_merge`` on scalars: (m, s) of e^m_old s_old + e^m_new s_new, the same
-    operations in the same order."""
-    if m_new == -np.inf:
-        return m_old, s_old
-    if m_new > m_old:
-        return m_new, s_old * np.exp(m_old - m_new) + s_new
-    return m_old, s_old + s_new * np.exp(m_new - m_old)
 
 
 @njit(cache=True)
