@@ -62,9 +62,10 @@ def _score_only(p):
 
 
 def _categorical(p, q, args):
-    # args = (keep, pair, table) of the log-weight block, plus q's probabilities
+    # args = (keep, pair, table, top, exp_below_top) of the log-weight block: its
+    # draw tables and log-weights, plus q's probabilities
     probs = np.ascontiguousarray(q.probs, dtype=np.float64)
-    return GradientTarget(gradient_categorical.KIND, tuple(args) + (probs,), frozenset({SCORE}), _score_only(p))
+    return GradientTarget(gradient_categorical.KIND, tuple(args[:3]) + (probs,), frozenset({SCORE}), _score_only(p))
 
 
 def _bernoulli_mixture(p, q, args):

@@ -72,7 +72,8 @@ def _gaussian_mixture(p, x, q):
     with np.errstate(divide="ignore"):
         log_w = np.where(q.probs > 0, table - np.log(np.where(q.probs > 0, q.probs, 1.0)), -np.inf)
     keep, pair = categorical_kernel.draw_tables(q.probs)
-    return categorical_kernel.KIND, (keep, pair, np.ascontiguousarray(log_w))
+    log_w = np.ascontiguousarray(log_w)
+    return categorical_kernel.KIND, (keep, pair, log_w) + categorical_kernel.fold_tables(log_w)
 
 
 @register_kernel(MixturePrior)

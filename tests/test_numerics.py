@@ -185,6 +185,52 @@ def test_fold_reads_only_the_first_n_entries():
     np.testing.assert_allclose(out, expected([-1.0, -2.0]), rtol=1e-14)
 
 
+
+def fold_counted(counts_blocks, values, cached):
+    acc = fresh_acc()
+    top, e = reduce.exps_below_top(values)
+    for counts in counts_blocks:
+        if cached:
+            reduce.fold_counts(acc, counts, values, top, e)
+        else:
+            reduce.fold_counts(acc, counts, values)
+    return acc
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_fold_counts_with_cached_exps_gives_the_same_bits_and_logsumexp(seed):
+    """The counting fold's exp-free path (blocks that hold the largest value's
+    category) gives the accumulator of the exp path to the bit, and both the
+    log-sum-exp of the expanded blocks; blocks without that category mix in."""
+    r = np.random.default_rng(seed)
+    C = 12
+    values = r.normal(0, 20, size=C) - 1e5
+    values[r.random(C) < 0.2] = -np.inf
+    top = int(np.argmax(values))
+    blocks = []
+    for b in range(40):
+        counts = r.integers(0, 4, size=C).astype(float)
+        if b % 3 == 0:
+            counts[top] = 0.0  # this block's maximum is another category's value
+        blocks.append(counts)
+    a, b = fold_counted(blocks, values, True), fold_counted(blocks, values, False)
+    assert a.tobytes() == b.tobytes()
+    out = np.empty((1, 3))
+    reduce.combine(a[None, :], 0, 1, out, 0)
+    expanded = np.concatenate([np.repeat(values, c.astype(int)) for c in blocks])
+    ref = expected(expanded)
+    np.testing.assert_allclose(out[0, :2], ref[:2], rtol=1e-12)
+    assert out[0, 2] == ref[2] or (np.isneginf(out[0, 2]) and np.isneginf(ref[2]))
+
+
+def test_exps_below_top_of_a_table_without_a_finite_maximum():
+    assert reduce.exps_below_top(np.full(3, -np.inf))[0] == -1
+    assert reduce.exps_below_top(np.array([0.0, np.inf]))[0] == -1
+    top, e = reduce.exps_below_top(np.array([-1.0, 2.0, 2.0, -np.inf]))
+    assert top == 1
+    np.testing.assert_array_equal(e, [math.exp(-3.0), 1.0, 1.0, 0.0])
+
+
 # --------------------------------------------------------------------------- RNG
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .driver import register_block
-from .reduce import fold_counts
+from .reduce import exps_below_top, fold_counts
 from .rng import fill_uniform
 
 
@@ -105,6 +105,12 @@ def draw_pair(u, keep, pair):
     return pair[2 * i + np.int64(v - i >= keep[i])]
 
 
+def fold_tables(table):
+    """(top, exp_below_top) of the log-weight table (``reduce.exps_below_top``):
+    the counting fold's exps, computed once per estimator call."""
+    return exps_below_top(np.ascontiguousarray(table, dtype=np.float64))
+
+
 def draw_tables(probs):
     """(keep, pair): ``alias_table``'s columns with the alias table laid out for
     ``draw_pair`` (``pair_table``), built once per estimator call."""
@@ -114,8 +120,8 @@ def draw_tables(probs):
 
 @njit(cache=True)
 def block(state, lw, n, args):
-    """Block function for ``driver.log_weight_stats``; args = (keep, pair, table)."""
-    keep, pair, table = args
+    """Block function for ``driver.log_weight_stats``; args = (keep, pair, table, top, exp_below_top)."""
+    keep, pair, table, _, _ = args
     u = np.empty(n)
     fill_uniform(state, u, n)
     for k in range(n):
@@ -125,9 +131,11 @@ def block(state, lw, n, args):
 @njit(cache=True)
 def draw_and_fold(state, acc, lw, n, args):
     """The same draws as ``block``, folded by counting: n log-weights take only C
-    values, so the block's sums need C exps (``reduce.fold_counts``), not n."""
-    keep, pair, table = args
-    fold_counts(acc, draw_counts(state, lw, n, keep, pair), table)
+    values, so the block's sums need C exps (``reduce.fold_counts``), not n --
+    and none when the block holds the category of the largest log-weight (args'
+    ``top`` and ``exp_below_top``, from ``reduce.exps_below_top`` once per call)."""
+    keep, pair, table, top, exp_below_top = args
+    fold_counts(acc, draw_counts(state, lw, n, keep, pair), table, top, exp_below_top)
 
 
 @njit(cache=True)
@@ -143,5 +151,5 @@ def draw_counts(state, lw, n, keep, pair):
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
 #: be the attribute it is bound to: numba's cache pickles it by reference.
-CategoricalArgs = namedtuple("CategoricalArgs", "keep pair table")
+CategoricalArgs = namedtuple("CategoricalArgs", "keep pair table top exp_below_top")
 KIND = register_block(CategoricalArgs, block, draw_and_fold)

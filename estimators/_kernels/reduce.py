@@ -31,6 +31,8 @@ def _merged(m_old, s_old, m_new, s_new):
     """(m, s) with e^m s = e^m_old s_old + e^m_new s_new, rescaled to the larger maximum."""
     if m_new == -np.inf:
         return m_old, s_old
+    if m_new == m_old and m_new < np.inf:  # exp(0) = 1 exactly: the same sum, without the call
+        return m_old, s_old + s_new
     if m_new > m_old:
         return m_new, s_old * np.exp(m_old - m_new) + s_new
     return m_old, s_old + s_new * np.exp(m_new - m_old)
@@ -82,27 +84,57 @@ def combine(parts, start, stop, out, r):
 
 
 @njit(cache=True)
-def fold_counts(acc, counts, values):
+def fold_counts(acc, counts, values, top=-1, exp_below_top=None):
     """Fold a block given as ``counts[c]`` copies of the log-weight ``values[c]``:
     the same sums as ``fold_block`` on the expanded block, with one exp per
     distinct value instead of one per sample (a finite latent's log-weights take
-    only as many values as it has states)."""
-    m = -np.inf
+    only as many values as it has states).
+
+    With ``(top, exp_below_top)`` from ``exps_below_top(values)``, a block that
+    holds the category ``top`` of the largest value -- for a proposal with mass
+    where the weights are largest, nearly every block -- takes no exp at all:
+    its maximum is values[top], so exp(values[c] - m) is exp_below_top[c], the
+    same number, computed once per call instead of once per block."""
     total = 0.0
     for c in range(values.shape[0]):
         if counts[c] > 0:
             total += counts[c] * values[c]
-            if values[c] > m:
-                m = values[c]
     acc[4] += total
-    if m == -np.inf:
-        return
+    cached = exp_below_top is not None and top >= 0 and counts[top] > 0
+    if cached:
+        m = values[top]
+    else:
+        m = -np.inf
+        for c in range(values.shape[0]):
+            if counts[c] > 0 and values[c] > m:
+                m = values[c]
+        if m == -np.inf:
+            return
     s = 0.0
     s2 = 0.0
     for c in range(values.shape[0]):
         if counts[c] > 0:
-            e = np.exp(values[c] - m)
+            e = exp_below_top[c] if cached else np.exp(values[c] - m)
             s += counts[c] * e
             s2 += counts[c] * e * e
     _merge(acc, 0, m, s)
     _merge(acc, 2, 2.0 * m, s2)
+
+
+@njit(cache=True)
+def exps_below_top(values):
+    """(top, e): the index of the first largest of ``values`` and e[c] =
+    exp(values[c] - values[top]), ``fold_counts``'s exps for a block that holds
+    category top; top = -1 (no block takes them) when the largest is not finite."""
+    top = -1
+    m = -np.inf
+    for c in range(values.shape[0]):
+        if values[c] > m:
+            m = values[c]
+            top = c
+    e = np.empty(values.shape[0])
+    if not np.isfinite(m):
+        return -1, e
+    for c in range(values.shape[0]):
+        e[c] = np.exp(values[c] - m)
+    return top, e

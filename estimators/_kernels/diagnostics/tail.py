@@ -215,9 +215,9 @@ def _draw_fold_top(state, acc, lw, n, args, buf, count, t, primed, keep):
 def categorical_fold_top(state, acc, lw, n, args, buf, count, t, primed, keep):
     """Categorical's ``draw_and_fold`` (the same uniforms, counts and
     ``fold_counts``), with the counted log-weights offered to the buffer."""
-    keep_p, pair, table = args
+    keep_p, pair, table, top, exp_below_top = args
     counts = draw_counts(state, lw, n, keep_p, pair)  # categorical.draw_and_fold's categories
-    fold_counts(acc, counts, table)
+    fold_counts(acc, counts, table, top, exp_below_top)
     return offer_counts(buf, count, t, primed, keep, counts, table)
 
 
