@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from .gradient_driver import MODEL, REPARAM, SCORE, log_scale_constant, register_gradient_block
-from .linear_gaussian import draw_affine, log_joint_block, residuals_and_log_joint, subtract_log_q
+from .linear_gaussian import draw_affine, log_joint_block, residuals_and_log_joint
 
 
 @njit(cache=True)
@@ -80,8 +80,7 @@ def block(state, n, args, mode, lw, S):
     Gb = np.empty((n, d))
     const = log_scale_constant(mode)
     if mode == SCORE:  # no gradient of log p needed: the plain log-joint
-        log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, Rb)
-        subtract_log_q(u, n, log_q_const, normal_base, lw)
+        log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, Rb, u, log_q_const, normal_base)
     else:
         # The block's residuals r = x - b - W z and the gradients
         # grad_z log p = -z + W^T Psi^-1 r by two single-threaded BLAS dgemms
@@ -91,8 +90,7 @@ def block(state, n, args, mode, lw, S):
         # each sample's log-joint, in the pass that forms R Psi^-1.
         Sb = np.empty((n, D))
         np.dot(z, W.T, Rb)
-        residuals_and_log_joint(z, Rb, n, xb, inv_psi, log_p_const, lw, Sb)
-        subtract_log_q(u, n, log_q_const, normal_base, lw)
+        residuals_and_log_joint(z, Rb, n, xb, inv_psi, log_p_const, lw, Sb, u, log_q_const, normal_base)
         np.dot(Sb, W, Gb)
         if mode == REPARAM and diagonal:  # the common case: -z added as the vectors are written
             _diagonal_reparam_vectors(Gb, z, u, T, n, const, S)

@@ -98,7 +98,7 @@ def sum_squares(a, k, w):
 
 
 @njit(cache=True)
-def log_joint_block(z, n, xb, W, inv_psi, log_p_const, out, Wz):
+def log_joint_block(z, n, xb, W, inv_psi, log_p_const, out, Wz, u=None, log_q_const=0.0, normal_base=True):
     """out[k] <- log p(x, z_k) = c - |z_k|^2 / 2 - sum_i (xb_i - (W z_k)_i)^2 / (2 psi_i)
     for k < n, with xb = x - b and the block's products W z_k formed by one BLAS
     dgemm, Wz[:n] = z[:n] W^T (a tuned GEMM reaches several times the
@@ -106,19 +106,22 @@ def log_joint_block(z, n, xb, W, inv_psi, log_p_const, out, Wz):
     C-contiguous (n, d) and (n, D) scratch of exactly n rows; one call of a
     single-threaded dgemm (the block is below BLAS's threading threshold) is a
     fixed function of its inputs, so the result does not depend on which
-    thread runs the block.  No fastmath: the sums are ``sum_squares``'s."""
+    thread runs the block.  No fastmath: the sums are ``sum_squares``'s.  With
+    the base draws ``u`` (and q's ``log_q_const``, ``normal_base``), out[k] is
+    then the log-weight (``residuals_and_log_joint``)."""
     np.dot(z, W.T, Wz)
-    residuals_and_log_joint(z, Wz, n, xb, inv_psi, log_p_const, out, None)
+    residuals_and_log_joint(z, Wz, n, xb, inv_psi, log_p_const, out, None, u, log_q_const, normal_base)
 
 
 @njit(cache=True)
-def residuals_and_log_joint(z, Rb, n, xb, inv_psi, log_p_const, out, Sb):
+def residuals_and_log_joint(z, Rb, n, xb, inv_psi, log_p_const, out, Sb, u=None, log_q_const=0.0, normal_base=True):
     """For k < n, in one pass over the block's rows: Rb[k] <- r_k = xb - Rb[k]
     (Rb holds W z_k on entry), Sb[k] <- Psi^-1 r_k (unless Sb is None) and
-    out[k] <- log p(x, z_k) = c - |z_k|^2 / 2 - sum_i r_ki^2 / (2 psi_i): the
-    same numbers as separate loops, each row read while it is in L1 (a block's
-    (n, D) arrays are 40 KB at n = 256, D = 20: beyond L1, so every extra pass
-    over them came from L2)."""
+    out[k] <- log p(x, z_k) = c - |z_k|^2 / 2 - sum_i r_ki^2 / (2 psi_i), then,
+    given the base draws u, out[k] -= log q(z_k) (``affine_log_q``): the log-weight.
+    The same numbers as a separate pass for each, each row read while
+    it is in L1 (a block's (n, D) arrays are 40 KB at n = 256, D = 20: beyond
+    L1, so every extra pass over them came from L2)."""
     D = Rb.shape[1]
     for k in range(n):
         for i in range(D):
@@ -127,6 +130,8 @@ def residuals_and_log_joint(z, Rb, n, xb, inv_psi, log_p_const, out, Sb):
             for i in range(D):
                 Sb[k, i] = Rb[k, i] * inv_psi[i]
         out[k] = log_p_const - 0.5 * sum_squares(z, k, None) - 0.5 * sum_squares(Rb, k, inv_psi)
+        if u is not None:
+            out[k] -= affine_log_q(u, k, log_q_const, normal_base)
 
 
 @njit(cache=True, inline="always")
@@ -138,13 +143,6 @@ def affine_log_q(u, k, log_q_const, normal_base):
 
 
 @njit(cache=True)
-def subtract_log_q(u, n, log_q_const, normal_base, lw):
-    """lw[k] -= log q(z_k) for k < n (``affine_log_q``): log p(x, z) becomes log w."""
-    for k in range(n):
-        lw[k] -= affine_log_q(u, k, log_q_const, normal_base)
-
-
-@njit(cache=True)
 def block(state, lw, n, args):
     """Block function for ``driver.log_weight_stats`` (no fastmath: see ``sum_squares``)."""
     loc, T, diagonal, normal_base, log_q_const, xb, W, inv_psi, log_p_const = args
@@ -152,8 +150,7 @@ def block(state, lw, n, args):
     u = np.empty((n, d))
     z = np.empty((n, d))
     draw_affine(state, u, z, n, loc, T, diagonal, normal_base)
-    log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, np.empty((n, W.shape[0])))
-    subtract_log_q(u, n, log_q_const, normal_base, lw)
+    log_joint_block(z, n, xb, W, inv_psi, log_p_const, lw, np.empty((n, W.shape[0])), u, log_q_const, normal_base)
 
 
 #: the type of ``block``'s arguments; the driver dispatches on it.  Its name must
