@@ -121,8 +121,8 @@ class Ours:
         "grad_lg": "the same draws; per block two dgemms give r = x - b - W z and g = -z + W^T Psi^-1 r, then "
                    "log w from r; S = (g, g u scale + 1) summed per replicate (pathwise gradient, no autodiff)",
         "is_gm": "numba, all threads: a uniform and a branch-free Walker alias draw per sample (O(1)), counted "
-                 "per category; "
-                 "per 256-sample block C exps over the counts (the counting fold)",
+                 "per category; per 256-sample block a fold of the C counts (the counting fold), whose C exps are "
+                 "computed once per call (again only in a block without the category of the largest log-weight)",
     }
 
     def __init__(self, lg, gm):
@@ -545,7 +545,7 @@ PRIMITIVES = {
 }
 
 
-def work_model(work, K, D=20, d=20, C=20):
+def work_model(work, K, D=20, d=20, C=20, R=1):
     r"""{primitive: count per sample}: the irreducible work of one sample of our
     kernel for ``work``, counted from its algorithm (``estimators._kernels``).
 
@@ -563,22 +563,22 @@ def work_model(work, K, D=20, d=20, C=20):
 
     ``is_gm`` (``categorical.draw_and_fold``, the counting fold): one categorical
     draw and one count per sample (a uniform, ``categorical.draw``, an add);
-    then per replicate at least the C exps of the fold over the categories,
-    C / K per sample.  (The kernel folds its counts per 256-sample block, so it
-    spends C exps per block: more than this minimum, which is why it is the
-    ceiling.)
+    then the C exps of the fold over the categories, once per call of R
+    replicates of K: C / (K R) per sample.  (The kernel computes them once per
+    call, ``reduce.exps_below_top``, and again only in a block that lacks the
+    category of the largest log-weight.)
     """
     if work == "is_lg":
         return {"normals": d, "fma": D * d + 2 * D + 3 * d + 2, "exps": 1}
     if work == "grad_lg":
         return {"normals": d, "fma": 2 * D * d + 3 * D + 7 * d}
     if work == "is_gm":
-        return {"categorical": 1, "exps": C / K}
+        return {"categorical": 1, "exps": C / (K * R)}
     raise ValueError(f"work: unknown work {work!r}; expected is_lg, grad_lg or is_gm")
 
 
-def ceiling(work, K, limits, D=20, d=20, C=20):
-    r"""(ceiling samples/s, sequential samples/s, binding primitive) for ``work`` at K.
+def ceiling(work, K, limits, D=20, d=20, C=20, R=1):
+    r"""(ceiling samples/s, sequential samples/s, binding primitive) for ``work`` at K (R replicates).
 
     Per sample, primitive i costs at least :math:`t_i = n_i / \rho_i` seconds
     (n_i from ``work_model``, \rho_i the machine's peak rate of it from
@@ -593,7 +593,7 @@ def ceiling(work, K, limits, D=20, d=20, C=20):
     cores overlap integer RNG work with floating-point work)."""
     rates = {"normals": limits["normals_per_s"], "fma": limits["fma_per_s"], "exps": limits["exp_per_s"],
              "categorical": limits["categorical_per_s"], "uniforms": limits["uniforms_per_s"]}
-    times = {name: n / rates[name] for name, n in work_model(work, K, D, d, C).items()}
+    times = {name: n / rates[name] for name, n in work_model(work, K, D, d, C, R).items()}
     bound = max(times, key=times.get)
     return 1.0 / times[bound], 1.0 / sum(times.values()), bound
 
@@ -672,7 +672,7 @@ def kernel_fraction(df, limits, D=20, d=20, C=20):
     fraction_of_limit = samples_per_s / ceiling, at most 1 unless the model
     is wrong."""
     ours = df[df.implementation == Ours.name].copy()
-    cells = [ceiling(w, K, limits, D, d, C) for w, K in zip(ours.work, ours.K)]
+    cells = [ceiling(w, K, limits, D, d, C, R) for w, K, R in zip(ours.work, ours.K, ours.R)]
     ours["limit_samples_per_s"] = [c[0] for c in cells]
     ours["sequential_samples_per_s"] = [c[1] for c in cells]
     ours["bound"] = [c[2] for c in cells]
@@ -695,10 +695,11 @@ def format_derivation(limits, K=10**4, D=20, d=20, C=20):
         "sequential = 1 / sum_i (n_i / rate_i):",
     ]
     for work in ("is_lg", "grad_lg", "is_gm"):
-        model = work_model(work, K, D, d, C)
+        R = replicates_for(K)
+        model = work_model(work, K, D, d, C, R)
         terms = ", ".join(f"{n:g} {name} -> {n / rates[name] * 1e9:.3g} ns" for name, n in model.items())
-        top, seq, bound = ceiling(work, K, limits, D, d, C)
-        lines.append(f"  {work:8s} per sample (K={K:g}): {terms}; ceiling {top:.3g}/s ({bound}), "
+        top, seq, bound = ceiling(work, K, limits, D, d, C, R)
+        lines.append(f"  {work:8s} per sample (K={K:g}, R={R}): {terms}; ceiling {top:.3g}/s ({bound}), "
                      f"sequential {seq:.3g}/s")
     return lines
 
@@ -763,7 +764,7 @@ def results_table(df, limits=None):
         out["sequential_samples_per_s"] = np.nan
         out["bound"] = ""
     else:
-        cells = [ceiling(w, K, limits) for w, K in zip(out.work, out.K)]
+        cells = [ceiling(w, K, limits, R=R) for w, K, R in zip(out.work, out.K, out.R)]
         out["ceiling_samples_per_s"] = [c[0] for c in cells]
         out["sequential_samples_per_s"] = [c[1] for c in cells]
         out["bound"] = [c[2] for c in cells]

@@ -64,6 +64,8 @@ def test_work_model_counts_the_kernels_work():
     assert peers.work_model("is_lg", 10, D=5, d=3) == {"normals": 3, "fma": 15 + 10 + 9 + 2, "exps": 1}
     assert peers.work_model("grad_lg", 10, D=5, d=3) == {"normals": 3, "fma": 30 + 15 + 21}
     assert peers.work_model("is_gm", 40, C=20) == {"categorical": 1, "exps": 0.5}
+    # the fold's C exps are computed once per call, for all R replicates
+    assert peers.work_model("is_gm", 40, C=20, R=4) == {"categorical": 1, "exps": 0.125}
     with pytest.raises(ValueError, match="^work:"):
         peers.work_model("is_xyz", 10)
 
