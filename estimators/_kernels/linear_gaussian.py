@@ -18,7 +18,11 @@ the posterior is used, so this is the same work a user's own model costs.
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
 
 from .driver import register_block
 from .rng import fill_normal, fill_uniform
@@ -65,29 +69,59 @@ def draw_affine(state, u, z, n, loc, T, diagonal, normal_base):
             z[k, j] = acc
 
 
+@intrinsic
+def _lane_sums4(typingctx, a, k, w):
+    """(s0, s1, s2, s3) with s_l = sum_t a[k, 4t + l]^2 (times w[4t + l]) over the
+    row's full groups of four, lane l adding its terms in order of t: one
+    <4 x double> multiply (two when weighted) and one add per group, with no
+    fast-math flags, so each lane is the scalar chain, IEEE op for IEEE op
+    (nothing reassociated, nothing fused) on any vector width.  For
+    C-contiguous float64 rows only (the kernels' block scratch)."""
+    row_ok = isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C" and a.dtype == types.float64
+    weighted = not isinstance(w, (types.NoneType, types.Omitted))
+    w_ok = not weighted or (isinstance(w, types.Array) and w.ndim == 1 and w.layout == "C"
+                            and w.dtype == types.float64)
+    if not (row_ok and w_ok):
+        raise TypingError(f"sum_squares: needs a C-contiguous float64 (n, m) array and weights, got {a}, {w}")
+    sig = types.UniTuple(types.float64, 4)(a, k, w)
+
+    def codegen(context, builder, signature, args):
+        vec = ir.VectorType(ir.DoubleType(), 4)
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        m = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
+        row = builder.gep(arr.data, [builder.mul(context.cast(builder, args[1], signature.args[1], types.intp), m)])
+        if weighted:
+            weights = context.make_array(signature.args[2])(context, builder, args[2]).data
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vec, [0.0] * 4))
+        with cgutils.for_range(builder, builder.sdiv(m, ir.Constant(m.type, 4))) as loop:
+            offset = builder.mul(loop.index, ir.Constant(m.type, 4))
+            v = builder.load(builder.bitcast(builder.gep(row, [offset]), vec.as_pointer()), align=8)
+            term = builder.fmul(v, v)
+            if weighted:
+                term = builder.fmul(term, builder.load(builder.bitcast(builder.gep(weights, [offset]),
+                                                                       vec.as_pointer()), align=8))
+            builder.store(builder.fadd(builder.load(acc), term), acc)
+        total = builder.load(acc)
+        lanes = [builder.extract_element(total, ir.Constant(ir.IntType(32), lane)) for lane in range(4)]
+        return context.make_tuple(builder, signature.return_type, lanes)
+
+    return sig, codegen
+
+
 @njit(cache=True, inline="always")
 def sum_squares(a, k, w):
     """sum_j a[k, j]^2 w_j (w = None: weights 1) in four interleaved partial
-    sums (lanes j mod 4) added in a fixed order, (s0 + s1) + (s2 + s3):
-    vectorisable without fastmath's reassociation, which let LLVM choose the
-    order of a sum -- and it chose differently when a function was compiled
-    fresh and when its callee came from numba's cache (last-bit differences
-    between a first and a second run of the same seed)."""
+    sums (lanes j mod 4, the remainder into lane 0) added in a fixed order,
+    (s0 + s1) + (s2 + s3).  The lanes run as one 4-wide vector
+    (``_lane_sums4``: LLVM kept four scalar chains of these and left them
+    unvectorised), the same numbers as the scalar lanes to the bit.  Not
+    fastmath's reassociation, which let LLVM choose the order of a sum -- and
+    it chose differently when a function was compiled fresh and when its
+    callee came from numba's cache (last-bit differences between a first and
+    a second run of the same seed)."""
     m = a.shape[1]
-    s0 = s1 = s2 = s3 = 0.0
-    j = 0
-    while j + 4 <= m:
-        if w is None:
-            s0 += a[k, j] * a[k, j]
-            s1 += a[k, j + 1] * a[k, j + 1]
-            s2 += a[k, j + 2] * a[k, j + 2]
-            s3 += a[k, j + 3] * a[k, j + 3]
-        else:
-            s0 += a[k, j] * a[k, j] * w[j]
-            s1 += a[k, j + 1] * a[k, j + 1] * w[j + 1]
-            s2 += a[k, j + 2] * a[k, j + 2] * w[j + 2]
-            s3 += a[k, j + 3] * a[k, j + 3] * w[j + 3]
-        j += 4
+    s0, s1, s2, s3 = _lane_sums4(a, k, w)
+    j = m - m % 4
     while j < m:
         if w is None:
             s0 += a[k, j] * a[k, j]
