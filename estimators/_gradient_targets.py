@@ -62,10 +62,11 @@ def _score_only(p):
 
 
 def _categorical(p, q, args):
-    # args = (keep, pair, table, top, exp_below_top) of the log-weight block: its
-    # draw tables and log-weights, plus q's probabilities
+    # the log-weight block's draw tables and log-weights, plus q's probabilities
+    a = categorical_kernel.KIND(*args)
     probs = np.ascontiguousarray(q.probs, dtype=np.float64)
-    return GradientTarget(gradient_categorical.KIND, tuple(args[:3]) + (probs,), frozenset({SCORE}), _score_only(p))
+    return GradientTarget(gradient_categorical.KIND, (a.keep, a.pair, a.table, probs), frozenset({SCORE}),
+                          _score_only(p))
 
 
 def _bernoulli_mixture(p, q, args):

@@ -190,10 +190,7 @@ def fold_counted(counts_blocks, values, cached):
     acc = fresh_acc()
     top, e = reduce.exps_below_top(values)
     for counts in counts_blocks:
-        if cached:
-            reduce.fold_counts(acc, counts, values, top, e)
-        else:
-            reduce.fold_counts(acc, counts, values)
+        reduce.fold_counts(acc, counts, values, top if cached else -1, e)
     return acc
 
 

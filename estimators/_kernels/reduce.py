@@ -84,23 +84,24 @@ def combine(parts, start, stop, out, r):
 
 
 @njit(cache=True)
-def fold_counts(acc, counts, values, top=-1, exp_below_top=None):
+def fold_counts(acc, counts, values, top, exp_below_top):
     """Fold a block given as ``counts[c]`` copies of the log-weight ``values[c]``:
     the same sums as ``fold_block`` on the expanded block, with one exp per
     distinct value instead of one per sample (a finite latent's log-weights take
     only as many values as it has states).
 
-    With ``(top, exp_below_top)`` from ``exps_below_top(values)``, a block that
+    ``(top, exp_below_top)`` are ``exps_below_top(values)``: a block that
     holds the category ``top`` of the largest value -- for a proposal with mass
     where the weights are largest, nearly every block -- takes no exp at all:
     its maximum is values[top], so exp(values[c] - m) is exp_below_top[c], the
-    same number, computed once per call instead of once per block."""
+    same number, computed once per call instead of once per block.  Any other
+    block (or top = -1) takes one exp per category it holds."""
     total = 0.0
     for c in range(values.shape[0]):
         if counts[c] > 0:
             total += counts[c] * values[c]
     acc[4] += total
-    cached = exp_below_top is not None and top >= 0 and counts[top] > 0
+    cached = top >= 0 and counts[top] > 0
     if cached:
         m = values[top]
     else:
