@@ -623,17 +623,28 @@ def blas_fma_rate_one_thread(repeats=5, m=256):
         return _best_rate(lambda: np.matmul(A, B, out=out), m**3, repeats)
 
 
-def machine_limits(scale=1.0, repeats=5):
+#: the per-thread rates of ``machine_limits``, in the order they are measured
+LIMIT_RATES = ("normals_per_s", "uniforms_per_s", "categorical_per_s", "exp_per_s", "fma_layout_per_s",
+               "fma_blas_per_s")
+
+
+def machine_limits(scale=1.0, repeats=5, settle=0.0):
     """The machine's peak rates of the kernels' primitives on all threads:
     normals/s, uniforms/s, categorical draws and counts/s, exps/s and
     multiply-adds/s (the larger of the kernel's own ``log_joint_block`` loop and
     BLAS dgemm, ``blas_fma_rate_one_thread``).  Each is the best of ``repeats``
     one-thread runs of its limit kernel (``estimators.machine``), times the
     number of threads (an upper bound on the all-thread rate: see
-    ``estimators.machine``).  ``scale`` shrinks the sizes (the tests use 0.1).
+    ``estimators.machine``).  ``scale`` shrinks the sizes (the tests use 0.1);
+    ``settle`` seconds of idle go before each primitive's runs.
 
     The fastest run, not the median: a peak is what the hardware allows, and a
-    ceiling computed from it bounds the kernels even when the machine is busy."""
+    ceiling computed from it bounds the kernels even when the machine is busy.
+    One measurement can still fall in a slow spell of a shared machine (a
+    categorical rate of 2.0e8/s per thread in one run against 3.4e8 four
+    minutes before put the mixture kernel at 135 % of its "ceiling"), so
+    ``python -m bench peers`` measures in several rounds spread over the run
+    and keeps the best of each rate (``best_limits``)."""
     import numba
 
     from estimators import machine
@@ -652,17 +663,46 @@ def machine_limits(scale=1.0, repeats=5):
     keep, alias = machine.alias_table(gaussian_mixture_work().arrays["probs"])
     passes = max(1, int(scale * 400))
     blocks = n // machine.BLOCK * machine.BLOCK
-    normals = _best_rate(lambda: k["normals"](n, width), n, repeats)
-    uniforms = _best_rate(lambda: k["uniforms"](4 * n), 4 * blocks, repeats)
-    categorical = _best_rate(lambda: k["categorical_counts"](2 * n, keep, alias), 2 * blocks, repeats)
-    exps = _best_rate(lambda: k["exps"](20 * passes, lw_block), 20 * passes * machine.BLOCK, repeats)
-    fma_layout = _best_rate(lambda: k["log_joint_block"](passes, z, xb, W, inv_psi),
-                            passes * machine.BLOCK * (D * d + 2 * D + d), repeats)
-    fma_blas = blas_fma_rate_one_thread(repeats)
-    per_thread = dict(normals_per_s=normals, uniforms_per_s=uniforms, categorical_per_s=categorical,
-                      exp_per_s=exps, fma_layout_per_s=fma_layout, fma_blas_per_s=fma_blas,
-                      fma_per_s=max(fma_layout, fma_blas))
-    return dict(threads=threads, **{key: threads * rate for key, rate in per_thread.items()})
+    measures = dict(
+        normals_per_s=lambda: _best_rate(lambda: k["normals"](n, width), n, repeats),
+        uniforms_per_s=lambda: _best_rate(lambda: k["uniforms"](4 * n), 4 * blocks, repeats),
+        categorical_per_s=lambda: _best_rate(lambda: k["categorical_counts"](2 * n, keep, alias), 2 * blocks,
+                                             repeats),
+        exp_per_s=lambda: _best_rate(lambda: k["exps"](20 * passes, lw_block), 20 * passes * machine.BLOCK,
+                                     repeats),
+        fma_layout_per_s=lambda: _best_rate(lambda: k["log_joint_block"](passes, z, xb, W, inv_psi),
+                                            passes * machine.BLOCK * (D * d + 2 * D + d), repeats),
+        fma_blas_per_s=lambda: blas_fma_rate_one_thread(repeats),
+    )
+    per_thread = {}
+    for key in LIMIT_RATES:
+        if settle > 0:
+            time.sleep(settle)
+        per_thread[key] = measures[key]()
+    return _limits_from_per_thread(threads, per_thread)
+
+
+def _limits_from_per_thread(threads, per_thread, rounds=None):
+    out = dict(threads=threads, **{key: threads * per_thread[key] for key in LIMIT_RATES})
+    out["fma_per_s"] = max(out["fma_layout_per_s"], out["fma_blas_per_s"])
+    if rounds is not None:
+        out["rounds"] = rounds
+    return out
+
+
+def best_limits(measurements):
+    """The best of each rate over several ``machine_limits`` results (one
+    machine, one thread count), with ``rounds``: the list of the measurements
+    themselves, so that the output can show how far apart they were."""
+    measurements = list(measurements)
+    if not measurements:
+        raise ValueError("measurements: need at least one machine_limits result")
+    threads = {m["threads"] for m in measurements}
+    if len(threads) != 1:
+        raise ValueError(f"measurements: taken with different thread counts {sorted(threads)}")
+    (n,) = threads
+    best = {key: max(m[key] for m in measurements) / n for key in LIMIT_RATES}
+    return _limits_from_per_thread(n, best, rounds=[{key: m[key] for key in LIMIT_RATES} for m in measurements])
 
 
 def kernel_fraction(df, limits, D=20, d=20, C=20):
@@ -691,9 +731,16 @@ def format_derivation(limits, K=10**4, D=20, d=20, C=20):
         f"{limits['categorical_per_s']:.3g} categorical draws+counts/s, {limits['exp_per_s']:.3g} exps/s, "
         f"{limits['fma_per_s']:.3g} multiply-adds/s (kernel loop {limits['fma_layout_per_s']:.3g}, "
         f"BLAS dgemm {limits['fma_blas_per_s']:.3g})",
-        "ceiling = 1 / max_i (n_i / rate_i) per sample (an upper bound whatever the overlap); "
-        "sequential = 1 / sum_i (n_i / rate_i):",
     ]
+    rounds = limits.get("rounds")
+    if rounds and len(rounds) > 1:
+        names = (("normals_per_s", "normals"), ("uniforms_per_s", "uniforms"), ("categorical_per_s", "categorical"),
+                 ("exp_per_s", "exps"), ("fma_blas_per_s", "BLAS fma"))
+        lines.append(f"  the best of {len(rounds)} measurement rounds spread over the run; each rate's lowest "
+                     "round / its best: " + ", ".join(
+                         f"{label} {min(r[key] for r in rounds) / limits[key]:.0%}" for key, label in names))
+    lines.append("ceiling = 1 / max_i (n_i / rate_i) per sample (an upper bound whatever the overlap); "
+                 "sequential = 1 / sum_i (n_i / rate_i):")
     for work in ("is_lg", "grad_lg", "is_gm"):
         R = replicates_for(K)
         model = work_model(work, K, D, d, C, R)
@@ -734,6 +781,11 @@ def format_table(df, notes, limits=None):
                 f"samples/s ({r.bound}) = {r.fraction_of_limit:5.0%}   (sequential estimate "
                 f"{r.sequential_samples_per_s:.3g}: {r.samples_per_s / r.sequential_samples_per_s:4.0%})"
             )
+        above = frac[frac.fraction_of_limit > 1.0]
+        if len(above):
+            cells = ", ".join(f"{r.work} K={r.K}" for r in above.itertuples())
+            lines.append(f"ABOVE ITS CEILING: {cells}. A ceiling is an upper bound, so on this run either the work "
+                         "model or the measured peak rates are wrong; these fractions are not to be trusted.")
     for note in notes:
         lines.append("note: " + note)
     lines.append(f"threads: NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}")
@@ -769,7 +821,8 @@ def results_table(df, limits=None):
         out["sequential_samples_per_s"] = [c[1] for c in cells]
         out["bound"] = [c[2] for c in cells]
         for key, value in limits.items():
-            out[f"limit_{key}"] = float(value)
+            if key != "rounds":
+                out[f"limit_{key}"] = float(value)
     out["load_before"] = df.attrs.get("load_before", np.nan)
     out["load_after"] = df.attrs.get("load_after", np.nan)
     return out

@@ -58,6 +58,45 @@ def test_ceiling_is_the_slowest_primitive():
     assert bound == "categorical" and math.isclose(top, 5e8) and math.isclose(seq, 1 / (1 / 5e8 + 0.2 / 2e8))
 
 
+def _limits(threads=2, **per_thread):
+    rates = dict(normals_per_s=4e8, uniforms_per_s=1e9, categorical_per_s=5e8, exp_per_s=2e8,
+                 fma_layout_per_s=1e10, fma_blas_per_s=5e9)
+    rates.update(per_thread)
+    out = {key: threads * value for key, value in rates.items()}
+    return dict(threads=threads, fma_per_s=max(out["fma_layout_per_s"], out["fma_blas_per_s"]), **out)
+
+
+def test_best_limits_keeps_each_rates_best_round():
+    """Rounds slow in different primitives: the best of each rate, the fma peak
+    recomputed from the best two, the rounds kept, bad input refused."""
+    a = _limits(normals_per_s=1e8, fma_blas_per_s=2e10)
+    b = _limits(categorical_per_s=1e8, fma_layout_per_s=1e9)
+    best = peers.best_limits([a, b])
+    assert best["normals_per_s"] == 8e8 and best["categorical_per_s"] == 1e9
+    assert best["fma_layout_per_s"] == 2e10 and best["fma_blas_per_s"] == 4e10 and best["fma_per_s"] == 4e10
+    assert best["threads"] == 2 and len(best["rounds"]) == 2
+    text = "\n".join(peers.format_derivation(best))
+    assert "best of 2 measurement rounds" in text and "normals 25%" in text and "categorical 20%" in text
+    with pytest.raises(ValueError, match="^measurements:"):
+        peers.best_limits([])
+    with pytest.raises(ValueError, match="^measurements:"):
+        peers.best_limits([a, _limits(threads=1)])
+
+
+def test_a_cell_above_its_ceiling_is_flagged_not_hidden():
+    """A measured rate above the ceiling prints as it is, with a line that says
+    the fraction is not to be trusted."""
+    import pandas as pd
+
+    limits = _limits(categorical_per_s=1e8)  # a ceiling of 2e8/s for is_gm on 2 threads
+    rows = [dict(work="is_gm", problem="P", implementation=i, K=1000, R=1, seconds=1.0, samples_per_s=s,
+                 agreement_z=0.5, fastest_peer=1.0, ratio=1.0) for i, s in (("evidence-bench", 3e8), ("numpy", 1e7))]
+    text = peers.format_table(pd.DataFrame(rows), [], limits)
+    assert "150%" in text and "ABOVE ITS CEILING: is_gm K=1000" in text
+    rows[0]["samples_per_s"] = 1e8
+    assert "ABOVE ITS CEILING" not in peers.format_table(pd.DataFrame(rows), [], limits)
+
+
 def test_work_model_counts_the_kernels_work():
     # d normals per sample; the D x d product dominates the multiply-adds; the gradient does it twice
     # and, an ELBO gradient, reads no weight sums (no exp)
